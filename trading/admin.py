@@ -1,0 +1,162 @@
+"""The operator UI. Ledger rows (orders, events, fills, slots) are read-only: changes go through
+admin actions that call `trading.services`."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from trading import services
+from trading.models import BotInstance, ExchangeAccount, Fill, GridSlot, Order, OrderEvent, Symbol
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the bot: viewable, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ExchangeAccount)
+class ExchangeAccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "exchange_id", "paper", "base_url", "api_key_env", "client_id_prefix"]
+    list_filter = ["exchange_id", "paper"]
+    search_fields = ["name"]
+    readonly_fields = ["created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "exchange_id", "paper", "base_url", "client_id_prefix"]}),
+        (
+            "Credentials",
+            {
+                "fields": ["api_key_env", "api_secret_env"],
+                "description": "Names of the environment variables (or NAME_FILE files) holding the key and "
+                "secret. The secrets themselves are never stored or shown.",
+            },
+        ),
+        (None, {"fields": ["created_at"]}),
+    ]
+
+
+@admin.register(Symbol)
+class SymbolAdmin(admin.ModelAdmin):
+    list_display = [
+        "symbol", "account", "status_badge", "price_interval", "order_quantity", "buy_window_size",
+        "sell_window_size", "anchor_price", "fence_token", "updated_at",
+    ]
+    list_filter = ["status", "account"]
+    search_fields = ["symbol", "account__name"]
+    list_select_related = ["account"]
+    readonly_fields = [
+        "status", "pause_reason", "paused_until", "anchor_price", "tick_size", "step_size", "min_notional",
+        "fence_token", "created_at", "updated_at",
+    ]
+    actions = ["pause_symbols", "resume_symbols"]
+    fieldsets = [
+        (None, {"fields": ["account", "symbol", "status", "pause_reason", "paused_until"]}),
+        (
+            "Grid",
+            {
+                "fields": [
+                    "price_interval", "order_quantity", "min_order_value", "buy_window_size", "sell_window_size",
+                    "order_cleanup_threshold", "cleanup_batch_size",
+                ]
+            },
+        ),
+        (
+            "Risk and timing",
+            {
+                "fields": [
+                    "max_grid_layers", "stop_loss_ratio", "position_safety_check", "margin_lock_duration_seconds",
+                    "reconcile_interval",
+                ]
+            },
+        ),
+        ("Exchange rules and lattice", {"fields": ["anchor_price", "tick_size", "step_size", "min_notional", "fence_token"]}),
+    ]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Symbol):
+        colour = {"running": "#2e7d32", "paused": "#ef6c00", "stopped": "#757575"}[obj.status]
+        title = obj.pause_reason or obj.status
+        return format_html('<b style="color:{}" title="{}">{}</b>', colour, title, obj.status)
+
+    @admin.action(description="Pause the selected symbols", permissions=["change"])
+    def pause_symbols(self, request, queryset):
+        for symbol in queryset:
+            services.symbol_pause(symbol, reason=f"paused from the admin by {request.user.get_username()}")
+        self.message_user(request, f"Paused {queryset.count()} symbol(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected symbols", permissions=["change"])
+    def resume_symbols(self, request, queryset):
+        for symbol in queryset:
+            services.symbol_resume(symbol)
+        self.message_user(request, f"Resumed {queryset.count()} symbol(s).", messages.SUCCESS)
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "from_status", "to_status", "note", "instance_id", "fence_token"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = [
+        "client_order_id", "symbol_name", "side", "level", "price", "amount", "filled_amount", "status",
+        "exchange_order_id", "instance_id", "created_at",
+    ]
+    list_filter = ["status", "side", "symbol__symbol", "symbol__account", "instance_id"]
+    search_fields = ["client_order_id", "exchange_order_id", "symbol__symbol"]
+    list_select_related = ["symbol"]
+    date_hierarchy = "created_at"
+    inlines = [OrderEventInline]
+
+    @admin.display(description="symbol", ordering="symbol__symbol")
+    def symbol_name(self, obj: Order) -> str:
+        return obj.symbol.symbol
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "order", "from_status", "to_status", "note", "instance_id", "fence_token"]
+    list_filter = ["to_status", "instance_id"]
+    search_fields = ["order__client_order_id", "order__exchange_order_id", "note"]
+    list_select_related = ["order"]
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyAdmin):
+    list_display = ["traded_at", "symbol_name", "side", "price", "amount", "fee", "fee_currency", "is_maker", "order", "exchange_trade_id"]
+    list_filter = ["side", "symbol__symbol", "account", "is_maker"]
+    search_fields = ["exchange_trade_id", "exchange_order_id", "order__client_order_id", "symbol__symbol"]
+    list_select_related = ["symbol", "order"]
+    date_hierarchy = "traded_at"
+
+    @admin.display(description="symbol", ordering="symbol__symbol")
+    def symbol_name(self, obj: Fill) -> str:
+        return obj.symbol.symbol
+
+
+@admin.register(GridSlot)
+class GridSlotAdmin(ReadOnlyAdmin):
+    list_display = ["symbol", "level", "holding", "cost", "round_trips", "realized_pnl", "updated_at"]
+    list_filter = ["symbol__symbol"]
+    search_fields = ["symbol__symbol"]
+    list_select_related = ["symbol", "symbol__account"]
+
+
+@admin.register(BotInstance)
+class BotInstanceAdmin(ReadOnlyAdmin):
+    list_display = ["instance_id", "host", "pid", "version", "lock_backend", "started_at", "last_heartbeat", "stopped_at"]
+    list_filter = ["lock_backend", "host"]
+    search_fields = ["instance_id", "host"]

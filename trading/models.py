@@ -215,7 +215,9 @@ class Order(models.Model):
     active_slot = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     side = models.CharField(max_length=4, choices=Side.choices)
     level = models.IntegerField(help_text="Grid slot level (the buy level of the slot).")
-    round_trip = models.PositiveIntegerField(default=0, help_text="Completed buy/sell cycles of the slot before this order.")
+    seq = models.PositiveIntegerField(
+        default=0, help_text="How many orders this slot and side had before this one (part of the client order id)."
+    )
     price = money(validators=[POSITIVE])
     amount = money(validators=[POSITIVE])
     post_only = models.BooleanField(default=True)
@@ -238,6 +240,7 @@ class Order(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["symbol", "exchange_order_id"], name="order_exchange_id_unique"),
+            models.UniqueConstraint(fields=["symbol", "level", "side", "seq"], name="order_intent_unique"),
             positive("price"),
             positive("amount"),
             non_negative("filled_amount"),

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from trading.errors import FencedWrite, IllegalTransition, TradingError
+from trading.fields import MONEY_PLACES
 from trading.models import (
     FINAL_STATUSES,
+    LIVE_STATUSES,
+    Fill,
+    GridSlot,
     ORDER_TRANSITIONS,
     Order,
     OrderEvent,
@@ -35,11 +39,17 @@ def slot_key(symbol_id: int, level: int, side: str) -> str:
     return f"{symbol_id}:{level}:{side}"
 
 
-def client_order_id(*, prefix: str, symbol_id: int, level: int, side: str, round_trip: int) -> str:
-    """Deterministic per intent: the same slot, side and cycle always give the same id, so a
-    retry (or a second instance deciding the same thing) cannot create a second order."""
+def client_order_id(*, prefix: str, symbol_id: int, level: int, side: str, seq: int) -> str:
+    """Deterministic per intent: symbol, slot level, side and the slot's order sequence number.
+    Two instances deciding the same thing from the same ledger compute the same id, and a retry
+    after an ambiguous reply reuses it; a new id is only taken after the previous order of the
+    slot ended for certain (filled, canceled, rejected, never placed)."""
     sign = "m" if level < 0 else ""
-    return f"{prefix}-{symbol_id}-{side[0]}{sign}{abs(level)}-{round_trip}"
+    return f"{prefix}-{symbol_id}-{side[0]}{sign}{abs(level)}-{seq}"
+
+
+def next_seq(*, symbol_id: int, level: int, side: str) -> int:
+    return Order.objects.filter(symbol_id=symbol_id, level=level, side=side).count()
 
 
 def fence_check(*, symbol_id: int, writer: Writer) -> None:
@@ -65,28 +75,35 @@ def order_create_intent(
     level: int,
     price: Decimal,
     amount: Decimal,
-    round_trip: int = 0,
+    seq: int | None = None,
     post_only: bool = True,
+    signed_at=None,
 ) -> Order:
     """Write the PENDING intent row for a new order, after the fence check. The caller sends
     the order only after this commits. IntegrityError means the slot already has a live order
-    or the intent already exists: do not send."""
+    or the intent already exists: do not send.
+
+    `signed_at` is the timestamp the request will be signed with (sign before claim): stored
+    as `sent_at`, it bounds when the exchange could still execute the request."""
     fence_check(symbol_id=symbol.pk, writer=writer)
+    if seq is None:
+        seq = next_seq(symbol_id=symbol.pk, level=level, side=side)
     order = Order(
         symbol=symbol,
         client_order_id=client_order_id(
-            prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, round_trip=round_trip
+            prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, seq=seq
         ),
         active_slot=slot_key(symbol.pk, level, side),
         side=side,
         level=level,
-        round_trip=round_trip,
+        seq=seq,
         price=price,
         amount=amount,
         post_only=post_only,
         status=OrderStatus.PENDING,
         instance_id=writer.instance_id,
         fence_token=writer.fence_token,
+        sent_at=signed_at,
     )
     order.full_clean(validate_unique=False, validate_constraints=False)
     order.save(force_insert=True)
@@ -163,7 +180,149 @@ def symbol_resume(symbol: Symbol) -> Symbol:
     return symbol
 
 
-__all__ = [
-    "Writer", "client_order_id", "fence_check", "order_create_intent", "order_transition", "slot_key",
-    "symbol_pause", "symbol_resume", "IntegrityError",
-]
+
+
+# --- fills and slots -----------------------------------------------------------------------------
+QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
+
+
+def _q(value: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return value.quantize(QUANTUM)
+
+
+def fee_in_quote(*, fee: Decimal, fee_currency: str, price: Decimal, base: str, quote: str) -> Decimal:
+    """A trade's fee valued in the quote currency (a fee in the base asset at the trade price;
+    a fee in a third asset, such as BNB, is not valued here and counts as 0)."""
+    if not fee or fee_currency == quote:
+        return fee
+    if fee_currency == base:
+        return _q(fee * price)
+    return Decimal(0)
+
+
+@dataclass(frozen=True)
+class FillResult:
+    fill: Fill
+    order: Order | None
+    order_completed: bool  # this fill completed the order
+
+
+@transaction.atomic
+def fill_record(
+    *,
+    symbol: Symbol,
+    writer: Writer,
+    trade_id: str,
+    exchange_order_id: str,
+    side: str,
+    price: Decimal,
+    amount: Decimal,
+    fee: Decimal,
+    fee_currency: str,
+    is_maker: bool | None,
+    traded_at,
+) -> FillResult | None:
+    """Apply one exchange trade: append the Fill, advance the order, move the slot's holding and
+    realised PnL. Idempotent: a trade id seen before changes nothing and returns None."""
+    fence_check(symbol_id=symbol.pk, writer=writer)
+    if Fill.objects.filter(account_id=symbol.account_id, exchange_trade_id=trade_id).exists():
+        return None
+    order = (
+        Order.objects.select_for_update().filter(symbol=symbol, exchange_order_id=exchange_order_id).first()
+        if exchange_order_id else None
+    )
+    fill = Fill.objects.create(
+        account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
+        exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
+        fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at,
+    )
+    if order is None:
+        log.warning("%s: trade %s of order %s has no ledger row (left to reconciliation)", symbol.symbol, trade_id, exchange_order_id)
+        return FillResult(fill, None, False)
+
+    base, quote = symbol.symbol.split("/")
+    filled = order.filled_amount + amount
+    with localcontext() as ctx:
+        ctx.prec = 60
+        average = _q((((order.average_price or Decimal(0)) * order.filled_amount) + price * amount) / filled)
+    order_fee = order.fee + fee if order.fee_currency in ("", fee_currency) else order.fee
+    completed = filled >= order.amount
+    to_status = OrderStatus.FILLED if completed else OrderStatus.PARTIALLY_FILLED
+    changes = dict(filled_amount=min(filled, order.amount), average_price=average, fee=order_fee,
+                   fee_currency=order.fee_currency or fee_currency)
+    if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) or order.status == to_status == OrderStatus.FILLED:
+        # A late trade of an order already closed: record the amounts without a transition.
+        Order.objects.filter(pk=order.pk).update(**changes)
+    else:
+        order_transition(order, to_status, writer=writer, note=f"trade {trade_id}: {amount} @ {price}", **changes)
+
+    slot, _ = GridSlot.objects.select_for_update().get_or_create(symbol=symbol, level=order.level)
+    fee_quote = fee_in_quote(fee=fee, fee_currency=fee_currency, price=price, base=base, quote=quote)
+    if side == "buy":
+        received = amount - fee if fee_currency == base else amount
+        slot.holding = _q(slot.holding + received)
+        slot.cost = _q(slot.cost + price * amount + (fee if fee_currency == quote else Decimal(0)))
+    else:
+        sold = min(amount, slot.holding)
+        with localcontext() as ctx:
+            ctx.prec = 60
+            cost_part = _q(slot.cost * sold / slot.holding) if slot.holding else Decimal(0)
+        proceeds = price * amount - fee_quote
+        slot.realized_pnl = _q(slot.realized_pnl + proceeds - cost_part)
+        slot.holding = _q(slot.holding - sold)
+        slot.cost = _q(slot.cost - cost_part)
+        if completed:
+            slot.round_trips += 1
+    slot.save()
+    return FillResult(fill, order, completed)
+
+
+@transaction.atomic
+def symbol_store_market(symbol: Symbol, *, tick_size: Decimal, step_size: Decimal, min_notional: Decimal) -> Symbol:
+    Symbol.objects.filter(pk=symbol.pk).update(tick_size=tick_size, step_size=step_size, min_notional=min_notional)
+    symbol.tick_size, symbol.step_size, symbol.min_notional = tick_size, step_size, min_notional
+    return symbol
+
+
+@transaction.atomic
+def symbol_anchor(symbol: Symbol, *, price: Decimal) -> Decimal:
+    """Anchor the symbol's lattice once; later calls return the stored anchor unchanged."""
+    Symbol.objects.filter(pk=symbol.pk, anchor_price__isnull=True).update(anchor_price=price)
+    symbol.anchor_price = Symbol.objects.values_list("anchor_price", flat=True).get(pk=symbol.pk)
+    return symbol.anchor_price
+
+
+def order_apply_exchange_state(order: Order, remote, *, writer: Writer, note: str = "") -> Order:
+    """Bring a ledger order in line with what the exchange reports (`remote`: an
+    `ExchangeOrder`). Fill amounts come only from trades (`fill_record`), so an order the
+    exchange reports filled or canceled with more executed than the ledger has seen stays as it
+    is until those trades are applied."""
+    changes = {}
+    if remote.exchange_order_id and order.exchange_order_id != remote.exchange_order_id:
+        changes["exchange_order_id"] = remote.exchange_order_id
+    executed_unseen = remote.filled > order.filled_amount
+    target = remote.status
+    if target in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
+        # Live or (partly) filled at the exchange: the ledger learns the fills from trades.
+        if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
+            return order_transition(order, OrderStatus.OPEN, writer=writer, note=note or "acknowledged", **changes)
+    elif target in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        if executed_unseen:
+            log.info("order %s is %s with fills not yet applied; waiting for its trades", order.client_order_id, target)
+        elif order.status in LIVE_STATUSES:
+            return order_transition(order, target, writer=writer, note=note or f"{target} at the exchange", **changes)
+    if changes and order.status in LIVE_STATUSES:
+        Order.objects.filter(pk=order.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(order, name, value)
+    return order
+
+
+def order_mark_cancel_requested(order: Order, *, writer: Writer) -> None:
+    with transaction.atomic():
+        fence_check(symbol_id=order.symbol_id, writer=writer)
+        now = timezone.now()
+        Order.objects.filter(pk=order.pk).update(cancel_requested_at=now)
+        order.cancel_requested_at = now

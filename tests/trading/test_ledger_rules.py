@@ -15,18 +15,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WRITER = services.Writer(instance_id="test-a", fence_token=0)
 
 
-def place(symbol, *, level=-1, side="buy", round_trip=0, writer=WRITER):
+def place(symbol, *, level=-1, side="buy", seq=0, writer=WRITER):
     return services.order_create_intent(
         symbol=symbol, writer=writer, side=side, level=level, price=Decimal("59900"),
-        amount=Decimal("0.0005"), round_trip=round_trip,
+        amount=Decimal("0.0005"), seq=seq,
     )
 
 
 def test_second_live_order_for_the_same_slot_is_refused_by_the_database():
     symbol = make_symbol()
-    first = place(symbol, round_trip=0)
+    first = place(symbol, seq=0)
     with pytest.raises(IntegrityError):
-        place(symbol, round_trip=1)  # same slot, different intent: the unique active_slot refuses it
+        place(symbol, seq=1)  # same slot, different intent: the unique active_slot refuses it
     assert Order.objects.count() == 1
     assert first.active_slot == f"{symbol.pk}:-1:buy"
 
@@ -43,12 +43,12 @@ def test_a_raw_insert_bypassing_services_is_refused_too():
 
 def test_a_finished_order_does_not_block_a_new_one_for_the_slot():
     symbol = make_symbol()
-    first = place(symbol, round_trip=0)
+    first = place(symbol, seq=0)
     services.order_transition(first, OrderStatus.OPEN, writer=WRITER, exchange_order_id="1")
     services.order_transition(first, OrderStatus.FILLED, writer=WRITER, filled_amount=first.amount)
     first.refresh_from_db()
     assert first.active_slot is None and first.closed_at is not None
-    second = place(symbol, round_trip=1)
+    second = place(symbol, seq=1)
     assert second.active_slot == first_slot(symbol) and second.client_order_id != first.client_order_id
 
 
@@ -65,18 +65,18 @@ def test_buy_and_sell_of_one_slot_are_separate_slots():
 
 def test_duplicate_client_order_id_is_refused():
     symbol = make_symbol()
-    first = place(symbol, round_trip=3)
+    first = place(symbol, seq=3)
     services.order_transition(first, OrderStatus.REJECTED, writer=WRITER, last_error="test")
     with pytest.raises(IntegrityError):
-        place(symbol, round_trip=3)  # the same intent again: same deterministic id
+        place(symbol, seq=3)  # the same intent again: same deterministic id
     assert Order.objects.filter(symbol=symbol).count() == 1
 
 
 def test_client_order_ids_are_deterministic_and_exchange_safe():
-    a = services.client_order_id(prefix="qm", symbol_id=7, level=-12, side="buy", round_trip=4)
-    b = services.client_order_id(prefix="qm", symbol_id=7, level=-12, side="buy", round_trip=4)
+    a = services.client_order_id(prefix="qm", symbol_id=7, level=-12, side="buy", seq=4)
+    b = services.client_order_id(prefix="qm", symbol_id=7, level=-12, side="buy", seq=4)
     assert a == b == "qm-7-bm12-4"
-    assert services.client_order_id(prefix="qm", symbol_id=7, level=12, side="sell", round_trip=0) == "qm-7-s12-0"
+    assert services.client_order_id(prefix="qm", symbol_id=7, level=12, side="sell", seq=0) == "qm-7-s12-0"
 
 
 def test_illegal_transition_is_refused_with_a_clear_error_and_no_change():
@@ -101,7 +101,7 @@ def test_every_transition_is_audited():
     assert trail == [("", "pending"), ("pending", "unknown"), ("unknown", "open")]
 
 
-def test_eighteen_decimal_places_round_trip_exactly():
+def test_eighteen_decimal_places_seq_exactly():
     symbol = make_symbol()
     tiny = Decimal("0.000000000000000001")
     big = Decimal("123456789012345678.123456789012345678")

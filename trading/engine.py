@@ -1,0 +1,473 @@
+"""One symbol's trading loop step.
+
+`SymbolEngine.tick()` does, in order:
+1. read the symbol row (status and parameters may change from the admin at any time);
+2. fetch the price;
+3. apply new trades (fills) to the ledger and the slots, idempotently;
+4. bring live ledger orders in line with the exchange (open orders, queries by client id);
+5. unless paused: ask `trading.grid` for the orders the grid wants and place them through the
+   intent ledger, each under its order lock; cancel buys the grid no longer wants.
+
+Because fills are applied before the plan is made, a filled buy gets its sell in the same tick.
+The engine talks to the gateway and the services only; it never holds a database transaction
+across an exchange call.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from locking.base import (
+    CANCEL_LOCK_TTL,
+    ORDER_LOCK_TTL,
+    LockBackendUnavailable,
+    LockService,
+    NotOwned,
+    cancel_lock_key,
+    order_lock_key,
+)
+from trading import grid, services
+from trading.errors import FencedWrite
+from trading.exchange import errors as xerr
+from trading.exchange.gateway import RECV_WINDOW_MS, ExchangeGateway
+from trading.exchange.types import ExchangeOrder
+from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
+
+log = logging.getLogger("quantmesh.engine")
+
+POST_ONLY_FALLBACK_AFTER = 3  # would-take rejects of one slot before it goes out as a plain limit
+STALE_BUY_MARGIN = 2  # levels below the buy window before a live buy is cancelled
+# After an ambiguous create, "not found" means "never placed" only once the signed request can
+# no longer execute: its timestamp plus the receive window plus a margin for clock offset.
+NOT_FOUND_IS_FINAL_AFTER = timedelta(milliseconds=RECV_WINDOW_MS) + timedelta(seconds=2)
+
+
+class LeaseLost(Exception):
+    """This instance's fencing token is stale: another instance owns the symbol now."""
+
+
+@dataclass
+class TickResult:
+    price: Decimal | None = None
+    placed: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    fills: int = 0
+    conflicts: int = 0
+    lock_errors: int = 0
+    paused: bool = False
+    error: str = ""
+
+
+@dataclass
+class SymbolStatus:
+    """The compact numbers of a status line."""
+
+    symbol: str
+    price: Decimal | None
+    open_buys: int
+    open_sells: int
+    filled_slots: int
+    realized_pnl: Decimal
+    fees_paid: Decimal
+    status: str
+
+    def line(self) -> str:
+        price = "-" if self.price is None else _show(self.price)
+        return (
+            f"{self.symbol:<10} {self.status:<7} price={price} buys={self.open_buys} sells={self.open_sells} "
+            f"filled_slots={self.filled_slots} pnl={_show(self.realized_pnl)} fees={_show(self.fees_paid)}"
+        )
+
+
+def _show(value: Decimal, places: int = 8) -> str:
+    """A compact display of a Decimal: at most `places` decimals, no trailing zeros."""
+    text = f"{value.quantize(Decimal(1).scaleb(-places)):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
+
+
+class SymbolEngine:
+    """Trades one symbol. Not thread-safe: one engine per thread, each with its own gateway."""
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        gateway: ExchangeGateway,
+        locks: LockService,
+        *,
+        writer: services.Writer,
+        monotonic=time.monotonic,
+    ):
+        self.symbol = symbol
+        self.gateway = gateway
+        self.locks = locks
+        self.writer = writer
+        self.monotonic = monotonic
+        self.exchange_id = gateway.exchange.id
+        self.rules: grid.MarketRules | None = None
+        self.lattice: grid.Lattice | None = None
+        self.base, self.quote = symbol.symbol.split("/")
+        self.post_only_rejects: dict[tuple[int, str], int] = {}
+        self.buys_paused_until = 0.0
+        self.backoff_until = 0.0
+        self.last_trade_ms: int | None = None
+        self.last_price: Decimal | None = None
+
+    # --- start ---------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load the exchange's rules, anchor the lattice (once, persisted) and run the start-up
+        position safety check. Raises `xerr.Rejected` when the exchange does not list the symbol."""
+        rules = self.gateway.market_rules(self.symbol.symbol)
+        services.symbol_store_market(
+            self.symbol, tick_size=rules.tick_size, step_size=rules.step_size, min_notional=rules.min_notional
+        )
+        self.rules = grid.MarketRules(
+            tick=rules.tick_size, step=rules.step_size, min_notional=rules.min_notional, min_qty=rules.min_amount
+        )
+        price = self.gateway.fetch_ticker(self.symbol.symbol).last
+        self.last_price = price
+        if self.symbol.anchor_price is None:
+            services.symbol_anchor(self.symbol, price=grid.anchor_for(price, rules.tick_size))
+        self.lattice = grid.Lattice(self.symbol.anchor_price, self.symbol.price_interval, rules.tick_size)
+        latest = self.symbol.fills.order_by("-traded_at").values_list("traded_at", flat=True).first()
+        self.last_trade_ms = int(latest.timestamp() * 1000) if latest else None
+        self._position_safety_check()
+
+    def _position_safety_check(self) -> None:
+        needed = self.symbol.position_safety_check
+        if not needed:
+            return
+        balances = self.gateway.fetch_balances()
+        free_quote = balances[self.quote].free if self.quote in balances else Decimal(0)
+        affordable = int(free_quote / self.symbol.order_quantity)
+        if affordable < needed:
+            reason = (
+                f"position safety check: free {free_quote} {self.quote} buys {affordable} grid orders of "
+                f"{self.symbol.order_quantity}, fewer than position_safety_check={needed}"
+            )
+            services.symbol_pause(self.symbol, reason=reason)
+            log.error("%s %s", self.symbol.symbol, reason)
+
+    # --- the loop step -------------------------------------------------------------------------
+    def tick(self) -> TickResult:
+        result = TickResult()
+        self.symbol.refresh_from_db()
+        if self.symbol.status == Symbol.Status.STOPPED:
+            result.paused = True
+            return result
+        if self.monotonic() < self.backoff_until:
+            return result
+        try:
+            self._refresh_lattice()
+            price = self.gateway.fetch_ticker(self.symbol.symbol).last
+            result.price = self.last_price = price
+            result.fills = self.sync_trades()
+            self.sync_orders()
+            self._auto_resume()
+            if self.symbol.status != Symbol.Status.RUNNING:
+                result.paused = True
+                return result
+            if self._stop_loss_hit(price):
+                result.paused = True
+                return result
+            self.place_wanted(price, result)
+            self.cancel_unwanted(price, result)
+        except xerr.RateLimited as exc:
+            wait = exc.retry_after or 5.0
+            self.backoff_until = self.monotonic() + wait
+            result.error = f"rate limited, backing off {wait:g}s"
+            log.warning("%s %s", self.symbol.symbol, result.error)
+        except (xerr.Ambiguous, xerr.Rejected) as exc:
+            result.error = f"exchange: {exc}"
+            log.warning("%s exchange error: %s", self.symbol.symbol, exc)
+        except FencedWrite as exc:
+            raise LeaseLost(str(exc)) from exc
+        return result
+
+    def _refresh_lattice(self) -> None:
+        # The interval may be edited in the admin; the anchor never changes once set.
+        if self.lattice.interval != self.symbol.price_interval:
+            self.lattice = grid.Lattice(self.symbol.anchor_price, self.symbol.price_interval, self.rules.tick)
+
+    def _auto_resume(self) -> None:
+        until = self.symbol.paused_until
+        if self.symbol.status == Symbol.Status.PAUSED and until is not None and until <= timezone.now():
+            services.symbol_resume(self.symbol)
+
+    # --- fills ---------------------------------------------------------------------------------
+    def sync_trades(self) -> int:
+        """Apply trades since the last one seen; returns how many were new."""
+        applied = 0
+        while True:
+            trades = self.gateway.fetch_my_trades(self.symbol.symbol, since_ms=self.last_trade_ms, limit=1000)
+            for trade in sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id)):
+                outcome = services.fill_record(
+                    symbol=self.symbol, writer=self.writer, trade_id=trade.trade_id,
+                    exchange_order_id=trade.exchange_order_id, side=trade.side, price=trade.price,
+                    amount=trade.amount, fee=trade.fee, fee_currency=trade.fee_currency, is_maker=trade.is_maker,
+                    traded_at=_ms_to_datetime(trade.timestamp_ms),
+                )
+                if outcome is not None:
+                    applied += 1
+                    cid = outcome.order.client_order_id if outcome.order else "-"
+                    log.info("%s fill %s %s %s @ %s order=%s", self.symbol.symbol, trade.trade_id, trade.side,
+                             trade.amount, trade.price, cid)
+                    if outcome.order is not None and outcome.order_completed:
+                        self.post_only_rejects.pop((outcome.order.level, outcome.order.side), None)
+                if self.last_trade_ms is None or trade.timestamp_ms > self.last_trade_ms:
+                    self.last_trade_ms = trade.timestamp_ms
+            if len(trades) < 1000:
+                return applied
+
+    # --- order states --------------------------------------------------------------------------
+    def sync_orders(self) -> None:
+        """Make every live ledger order agree with the exchange."""
+        live = list(Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES))
+        if not live:
+            return
+        remote_open = {o.client_order_id: o for o in self.gateway.fetch_open_orders(self.symbol.symbol)}
+        for order in live:
+            remote = remote_open.get(order.client_order_id)
+            if remote is not None:
+                services.order_apply_exchange_state(order, remote, writer=self.writer)
+                continue
+            self.resolve(order)
+
+    def resolve(self, order: Order) -> None:
+        """A live ledger order that is not open at the exchange: ask the exchange by client id."""
+        try:
+            remote = self.gateway.fetch_order_by_client_id(self.symbol.symbol, order.client_order_id)
+        except xerr.Ambiguous as exc:
+            log.warning("%s order %s: query failed (%s); will retry", self.symbol.symbol, order.client_order_id, exc)
+            return
+        if remote is not None:
+            services.order_apply_exchange_state(order, remote, writer=self.writer, note="resolved by client id")
+            return
+        if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
+            signed_at = order.sent_at or order.created_at
+            if timezone.now() - signed_at > NOT_FOUND_IS_FINAL_AFTER:
+                services.order_transition(
+                    order, OrderStatus.NOT_PLACED, writer=self.writer,
+                    note="not found at the exchange after the request window",
+                )
+            return
+        log.error("%s order %s is %s in the ledger but unknown to the exchange", self.symbol.symbol,
+                  order.client_order_id, order.status)
+
+    # --- placing -------------------------------------------------------------------------------
+    def plan(self, price: Decimal) -> grid.GridPlan:
+        params = grid.GridParams(
+            interval=self.symbol.price_interval,
+            order_quantity=self.symbol.order_quantity,
+            min_order_value=self.symbol.min_order_value,
+            buy_window_size=self.symbol.buy_window_size,
+            sell_window_size=self.symbol.sell_window_size,
+            order_cleanup_threshold=self.symbol.order_cleanup_threshold,
+            max_grid_layers=self.symbol.max_grid_layers,
+        )
+        slots = [
+            grid.SlotView(level=level, holding=holding)
+            for level, holding in GridSlot.objects.filter(symbol=self.symbol, holding__gt=0).values_list("level", "holding")
+            if holding > 0  # on SQLite the filter compares text; this line keeps it exact
+        ]
+        return grid.desired_orders(
+            params, self.rules, self.lattice, price, slots, self.live_views(),
+            buys_paused=self.monotonic() < self.buys_paused_until,
+        )
+
+    def live_views(self) -> list[grid.LiveOrderView]:
+        return [
+            grid.LiveOrderView(side=o.side, level=o.level, price=o.price, filled=o.filled_amount, ref=o.client_order_id)
+            for o in Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES).only(
+                "side", "level", "price", "filled_amount", "client_order_id"
+            )
+        ]
+
+    def place_wanted(self, price: Decimal, result: TickResult) -> None:
+        for wanted in self.plan(price).orders:
+            self.place(wanted, result)
+
+    def place(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
+        """Place one order through the intent ledger, under its order lock."""
+        key = order_lock_key(self.exchange_id, self.symbol.symbol, wanted.level)
+        try:
+            grant = self.locks.try_lock(key, ORDER_LOCK_TTL)
+        except LockBackendUnavailable as exc:
+            result.lock_errors += 1
+            log.error("%s lock backend unavailable, order for level %s not placed: %s", self.symbol.symbol, wanted.level, exc)
+            return None
+        if grant is None:
+            result.conflicts += 1
+            log.info("%s level %s: order lock busy, skipped this tick", self.symbol.symbol, wanted.level)
+            return None
+        try:
+            if not grant.is_valid():
+                return None
+            return self._place_locked(wanted, result)
+        finally:
+            self._release(grant)
+
+    def _place_locked(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
+        post_only = self.post_only_rejects.get((wanted.level, wanted.side), 0) < POST_ONLY_FALLBACK_AFTER
+        signed_at_ms = int(time.time() * 1000)
+        try:
+            order = services.order_create_intent(
+                symbol=self.symbol, writer=self.writer, side=wanted.side, level=wanted.level, price=wanted.price,
+                amount=wanted.amount, post_only=post_only, signed_at=_ms_to_datetime(signed_at_ms),
+            )
+        except IntegrityError:
+            log.info("%s level %s %s: slot already has a live order; not sending", self.symbol.symbol, wanted.level, wanted.side)
+            return None
+        cid = order.client_order_id
+        try:
+            remote = self.gateway.create_limit_order(
+                symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,
+                client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,
+            )
+        except xerr.PostOnlyWouldTake as exc:
+            count = self.post_only_rejects.get((wanted.level, wanted.side), 0) + 1
+            self.post_only_rejects[(wanted.level, wanted.side)] = count
+            self._reject(order, f"post-only would take ({count}/{POST_ONLY_FALLBACK_AFTER}): {exc}", result)
+            return order
+        except xerr.InsufficientFunds as exc:
+            self._reject(order, f"insufficient funds: {exc}", result)
+            if wanted.side == grid.BUY:
+                self.buys_paused_until = self.monotonic() + self.symbol.margin_lock_duration_seconds
+                log.warning("%s buys paused for %ss: insufficient funds", self.symbol.symbol,
+                            self.symbol.margin_lock_duration_seconds)
+            return order
+        except xerr.DuplicateClientOrderId:
+            # An open order already carries this id: it is ours. Adopt it.
+            self.resolve(order)
+            return order
+        except xerr.RateLimited as exc:
+            self._reject(order, f"rate limited: {exc}", result)
+            raise
+        except xerr.Rejected as exc:
+            self._reject(order, str(exc), result)
+            return order
+        except xerr.Ambiguous as exc:
+            services.order_transition(order, OrderStatus.UNKNOWN, writer=self.writer, note=f"ambiguous reply: {exc}"[:300],
+                                      last_error=str(exc)[:300])
+            log.warning("%s order %s: ambiguous reply (%s); resolving by client id", self.symbol.symbol, cid, exc)
+            self.resolve(order)
+            return order
+        services.order_apply_exchange_state(order, remote, writer=self.writer)
+        result.placed.append(cid)
+        log.info("%s placed %s %s %s @ %s%s", self.symbol.symbol, cid, wanted.side, wanted.amount, wanted.price,
+                 "" if post_only else " (plain limit)")
+        return order
+
+    def _reject(self, order: Order, reason: str, result: TickResult) -> None:
+        services.order_transition(order, OrderStatus.REJECTED, writer=self.writer, note=reason[:300], last_error=reason[:300])
+        result.rejected.append(order.client_order_id)
+        log.warning("%s order %s rejected: %s", self.symbol.symbol, order.client_order_id, reason)
+
+    def _release(self, grant) -> None:
+        try:
+            self.locks.unlock(grant)
+        except NotOwned:
+            log.warning("%s lock %s expired before release", self.symbol.symbol, grant.key)
+        except LockBackendUnavailable as exc:
+            log.warning("%s lock %s release failed (expires by TTL): %s", self.symbol.symbol, grant.key, exc)
+
+    # --- cancelling ----------------------------------------------------------------------------
+    def cancel_unwanted(self, price: Decimal, result: TickResult) -> None:
+        live = self.live_views()
+        victims = {v.ref: v for v in grid.stale_buys(live, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
+        for v in grid.cleanup_candidates(live, price, self.symbol.order_cleanup_threshold, self.symbol.cleanup_batch_size):
+            victims.setdefault(v.ref, v)
+        for ref in victims:
+            order = Order.objects.filter(client_order_id=ref).first()
+            if order is not None and order.is_live and order.filled_amount == 0:
+                self.cancel(order, result, reason="outside the grid window")
+
+    def cancel(self, order: Order, result: TickResult | None = None, *, reason: str = "") -> bool:
+        """Cancel one order under its cancel lock. True when the exchange confirmed the cancel."""
+        key = cancel_lock_key(self.exchange_id, self.symbol.symbol, order.client_order_id)
+        try:
+            grant = self.locks.try_lock(key, CANCEL_LOCK_TTL)
+        except LockBackendUnavailable as exc:
+            if result is not None:
+                result.lock_errors += 1
+            log.error("%s lock backend unavailable, cancel of %s skipped: %s", self.symbol.symbol, order.client_order_id, exc)
+            return False
+        if grant is None:
+            if result is not None:
+                result.conflicts += 1
+            return False
+        try:
+            services.order_mark_cancel_requested(order, writer=self.writer)
+            try:
+                remote = self.gateway.cancel_order(
+                    self.symbol.symbol, exchange_order_id=order.exchange_order_id or None,
+                    client_order_id=order.client_order_id,
+                )
+            except xerr.Ambiguous as exc:
+                log.warning("%s cancel of %s ambiguous (%s); next sync resolves it", self.symbol.symbol, order.client_order_id, exc)
+                return False
+            if remote is None:
+                self.resolve(order)
+                return False
+            services.order_apply_exchange_state(order, remote, writer=self.writer, note=f"canceled: {reason}")
+            if result is not None:
+                result.canceled.append(order.client_order_id)
+            log.info("%s canceled %s (%s)", self.symbol.symbol, order.client_order_id, reason)
+            return True
+        finally:
+            self._release(grant)
+
+    def cancel_all(self) -> int:
+        """Cancel every live order of the symbol (used on exit when asked)."""
+        done = 0
+        for order in Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES):
+            if order.exchange_order_id or order.status != OrderStatus.PENDING:
+                done += self.cancel(order, reason="shutdown")
+        return done
+
+    # --- risk ----------------------------------------------------------------------------------
+    def _stop_loss_hit(self, price: Decimal) -> bool:
+        ratio = self.symbol.stop_loss_ratio
+        if not ratio:
+            return False
+        holding = cost = Decimal(0)
+        for h, c in GridSlot.objects.filter(symbol=self.symbol).values_list("holding", "cost"):
+            holding += h
+            cost += c
+        value = holding * price
+        if value <= 0:
+            return False
+        loss = (cost - value) / value
+        if loss >= ratio:
+            services.symbol_pause(self.symbol, reason=f"stop loss: unrealised loss {loss:.4f} of position value >= {ratio}")
+            return True
+        return False
+
+    # --- reporting -----------------------------------------------------------------------------
+    def status(self) -> SymbolStatus:
+        live = Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES)
+        slots = list(GridSlot.objects.filter(symbol=self.symbol).values_list("holding", "realized_pnl"))
+        fees = Decimal(0)
+        for fee, currency, price in self.symbol.fills.values_list("fee", "fee_currency", "price"):
+            fees += services.fee_in_quote(fee=fee, fee_currency=currency, price=price, base=self.base, quote=self.quote)
+        return SymbolStatus(
+            symbol=self.symbol.symbol,
+            price=self.last_price,
+            open_buys=live.filter(side="buy").count(),
+            open_sells=live.filter(side="sell").count(),
+            filled_slots=sum(1 for holding, _ in slots if holding > 0),
+            realized_pnl=sum((pnl for _, pnl in slots), Decimal(0)),
+            fees_paid=fees,
+            status=self.symbol.status,
+        )
+

@@ -1,0 +1,351 @@
+"""The only door to an exchange: one class over a ccxt exchange instance.
+
+It speaks Decimals and the dataclasses of `trading.exchange.types`, and turns every ccxt
+failure into one of the classes of `trading.exchange.errors`. Paper trading uses the same code
+pointed at the simulator's URL, so paper and live differ only in a base URL and keys.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import ccxt
+
+from trading.exchange import errors
+from trading.exchange.types import Balance, ExchangeOrder, MarketRules, Ticker, Trade
+
+log = logging.getLogger("quantmesh.exchange")
+
+# Binance spot order statuses -> ledger statuses.
+_BINANCE_STATUS = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "canceled",
+    "PENDING_CANCEL": "open",
+    "REJECTED": "rejected",
+    "EXPIRED": "expired",
+    "EXPIRED_IN_MATCH": "expired",
+}
+# ccxt unified statuses -> ledger statuses (for exchanges other than Binance).
+_UNIFIED_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "rejected": "rejected", "expired": "expired"}
+
+# How long a signed request stays executable at the exchange (Binance `recvWindow`). An order
+# request signed at T cannot execute after T + RECV_WINDOW_MS, which bounds how long an ambiguous
+# create can still turn into a live order.
+RECV_WINDOW_MS = 5000
+
+# Messages that mark a rejected order as a duplicate client id (ccxt maps it to plain InvalidOrder).
+_DUPLICATE_MARKERS = ("Duplicate order sent",)
+
+
+def dec(value: Any, *, field: str = "value") -> Decimal:
+    """An exact Decimal from what ccxt returns (strings, ints or floats parsed from strings)."""
+    if value is None:
+        raise errors.MalformedReply(f"exchange reply has no {field}")
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise errors.MalformedReply(f"exchange reply has a non-numeric {field}: {value!r}") from None
+
+
+def dec_or_none(value: Any) -> Decimal | None:
+    return None if value is None or value == "" else dec(value)
+
+
+def build_exchange(
+    exchange_id: str,
+    *,
+    api_key: str = "",
+    secret: str = "",
+    base_url: str | None = None,
+    timeout_ms: int = 5000,
+) -> ccxt.Exchange:
+    """A ccxt exchange instance. With `base_url` (the simulator, or any Binance-compatible
+    server) only Binance's spot sections are kept and pointed there, so no request can leave for
+    a real host by accident."""
+    try:
+        klass = getattr(ccxt, exchange_id)
+    except AttributeError:
+        raise errors.Rejected(f"{exchange_id!r} is not a ccxt exchange id") from None
+    exchange = klass(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "enableRateLimit": base_url is None,
+            "timeout": timeout_ms,
+            "options": {
+                "defaultType": "spot",
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+                "fetchMarkets": {"types": ["spot"]},
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+                "recvWindow": RECV_WINDOW_MS,
+            },
+        }
+    )
+    exchange.number = str  # parse numbers as strings, so Decimals are exact
+    if base_url:
+        base = base_url.rstrip("/")
+        exchange.urls["api"] = {"public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1"}
+        spot = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
+        if spot:
+            # ccxt picks Binance's spot error table by URL prefix; a local URL would lose it.
+            exchange.exceptions["exact"] = {**exchange.exceptions["exact"], **spot.get("exact", {})}
+            exchange.exceptions["broad"] = {**exchange.exceptions["broad"], **spot.get("broad", {})}
+    return exchange
+
+
+class ExchangeGateway:
+    """Typed, exact, classified access to one exchange account."""
+
+    def __init__(self, exchange: ccxt.Exchange):
+        self.exchange = exchange
+        self._rules: dict[str, MarketRules] = {}
+
+    # --- markets ---------------------------------------------------------------------------
+    def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+        markets = self._call("load_markets", lambda: self.exchange.load_markets(reload))
+        self._rules = {symbol: self._rules_from_market(m) for symbol, m in markets.items() if m.get("spot", True)}
+        return dict(self._rules)
+
+    def market_rules(self, symbol: str) -> MarketRules:
+        if not self._rules:
+            self.load_markets()
+        try:
+            return self._rules[symbol]
+        except KeyError:
+            raise errors.Rejected(f"{self.exchange.id} does not list {symbol}") from None
+
+    @staticmethod
+    def _rules_from_market(market: dict) -> MarketRules:
+        precision, limits = market.get("precision") or {}, market.get("limits") or {}
+        tick, step = dec_or_none(precision.get("price")), dec_or_none(precision.get("amount"))
+        if tick is None or step is None:
+            raise errors.MalformedReply(f"market {market.get('symbol')} has no price or amount precision")
+        return MarketRules(
+            symbol=market["symbol"],
+            market_id=market["id"],
+            base=market["base"],
+            quote=market["quote"],
+            tick_size=tick,
+            step_size=step,
+            min_amount=dec_or_none((limits.get("amount") or {}).get("min")) or Decimal(0),
+            min_notional=dec_or_none((limits.get("cost") or {}).get("min")) or Decimal(0),
+            active=market.get("active") is not False,
+        )
+
+    # --- market data -----------------------------------------------------------------------
+    def fetch_ticker(self, symbol: str) -> Ticker:
+        raw = self._call("fetch_ticker", lambda: self.exchange.fetch_ticker(symbol))
+        last = raw.get("last") or raw.get("close")
+        return Ticker(
+            symbol=symbol,
+            bid=dec_or_none(raw.get("bid")),
+            ask=dec_or_none(raw.get("ask")),
+            last=dec(last, field="last price"),
+            timestamp_ms=raw.get("timestamp"),
+        )
+
+    def fetch_balances(self) -> dict[str, Balance]:
+        raw = self._call("fetch_balance", self.exchange.fetch_balance)
+        free, used = raw.get("free") or {}, raw.get("used") or {}
+        return {
+            asset: Balance(asset, dec(free.get(asset) or 0), dec(used.get(asset) or 0))
+            for asset in set(free) | set(used)
+        }
+
+    # --- orders ----------------------------------------------------------------------------
+    def create_limit_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        amount: Decimal,
+        price: Decimal,
+        client_order_id: str,
+        post_only: bool,
+        signed_at_ms: int | None = None,
+    ) -> ExchangeOrder:
+        """Send one GTC limit (or post-only) order carrying our client id. Raises a
+        `Rejected` kind, `RateLimited`, or `Ambiguous` (resolve with `fetch_order_by_client_id`).
+
+        `signed_at_ms` pins the request's timestamp: the caller records it before sending, so a
+        process paused before the send cannot have its request executed later than
+        `signed_at_ms + RECV_WINDOW_MS` (the exchange refuses it)."""
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side must be buy or sell, not {side!r}")
+        params = {"newClientOrderId": client_order_id, "clientOrderId": client_order_id}
+        if post_only:
+            params["postOnly"] = True
+        if signed_at_ms is not None:
+            self.exchange.nonce = lambda: signed_at_ms  # shadows the method for this one request
+        try:
+            raw = self._call(
+                "create_order",
+                lambda: self.exchange.create_order(symbol, "limit", side, str(amount), str(price), params),
+                write=True,
+            )
+        finally:
+            self.exchange.__dict__.pop("nonce", None)
+        order = self._order(raw, symbol=symbol, expect_client_id=client_order_id)
+        log.info("order %s accepted: %s %s %s @ %s id=%s", client_order_id, side, amount, symbol, price, order.exchange_order_id)
+        return order
+
+    def place_order_resolving(self, **kwargs) -> ExchangeOrder | None:
+        """`create_limit_order`, and on an ambiguous outcome one query by client id: returns the
+        order if the exchange has it, None if it certainly does not. Never resends. Raises
+        `Ambiguous` when the query fails too (the caller keeps the intent UNKNOWN)."""
+        try:
+            return self.create_limit_order(**kwargs)
+        except errors.Ambiguous as exc:
+            cid = kwargs["client_order_id"]
+            log.warning("order %s: ambiguous reply (%s); querying by client id", cid, exc)
+            return self.fetch_order_by_client_id(kwargs["symbol"], cid)
+
+    def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        """The order with this client id, or None when the exchange has none."""
+        try:
+            raw = self._call(
+                "fetch_order",
+                lambda: self.exchange.fetch_order(None, symbol, {"origClientOrderId": client_order_id, "clientOrderId": client_order_id}),
+            )
+        except errors.OrderNotFound:
+            return None
+        return self._order(raw, symbol=symbol, expect_client_id=client_order_id)
+
+    def fetch_order(self, symbol: str, exchange_order_id: str) -> ExchangeOrder:
+        raw = self._call("fetch_order", lambda: self.exchange.fetch_order(exchange_order_id, symbol))
+        return self._order(raw, symbol=symbol)
+
+    def fetch_open_orders(self, symbol: str) -> list[ExchangeOrder]:
+        raw = self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol))
+        return [self._order(item, symbol=symbol) for item in raw]
+
+    def cancel_order(self, symbol: str, *, exchange_order_id: str | None = None, client_order_id: str | None = None) -> ExchangeOrder | None:
+        """Cancel by exchange id or client id. Returns the canceled order, or None when the
+        exchange no longer knows it as open (already filled, canceled or never placed): the
+        caller queries to learn which."""
+        if not exchange_order_id and not client_order_id:
+            raise ValueError("cancel_order needs an exchange order id or a client order id")
+        params = {} if exchange_order_id else {"origClientOrderId": client_order_id, "clientOrderId": client_order_id}
+        try:
+            raw = self._call("cancel_order", lambda: self.exchange.cancel_order(exchange_order_id, symbol, params), write=True)
+        except errors.OrderNotFound:
+            return None
+        return self._order(raw, symbol=symbol)
+
+    def fetch_my_trades(self, symbol: str, *, since_ms: int | None = None, limit: int | None = 1000) -> list[Trade]:
+        raw = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit))
+        return [self._trade(item, symbol) for item in raw]
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
+        raw = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(symbol, timeframe, None, limit))
+        return [(int(r[0]), dec(r[1]), dec(r[2]), dec(r[3]), dec(r[4]), dec(r[5])) for r in raw]
+
+    # --- parsing ---------------------------------------------------------------------------
+    def _order(self, raw: dict, *, symbol: str, expect_client_id: str | None = None) -> ExchangeOrder:
+        if not isinstance(raw, dict) or raw.get("id") in (None, ""):
+            raise errors.MalformedReply(f"exchange returned an order without an id for {expect_client_id or symbol}")
+        info = raw.get("info") or {}
+        client_id = raw.get("clientOrderId") or info.get("clientOrderId") or info.get("origClientOrderId") or ""
+        if expect_client_id and client_id and client_id != expect_client_id:
+            raise errors.MalformedReply(f"exchange answered order {client_id!r} for {expect_client_id!r}")
+        amount = dec(raw.get("amount"), field="amount")
+        filled = dec(raw.get("filled") or 0, field="filled")
+        status = _BINANCE_STATUS.get(str(info.get("status", "")).upper())
+        if status is None:
+            status = _UNIFIED_STATUS.get(raw.get("status") or "", "open")
+            if status == "open" and filled > 0:
+                status = "partially_filled"
+        side = (raw.get("side") or "").lower()
+        if side not in ("buy", "sell"):
+            raise errors.MalformedReply(f"order {raw.get('id')} has side {raw.get('side')!r}")
+        return ExchangeOrder(
+            symbol=raw.get("symbol") or symbol,
+            exchange_order_id=str(raw["id"]),
+            client_order_id=client_id or (expect_client_id or ""),
+            side=side,
+            price=dec(raw.get("price"), field="price"),
+            amount=amount,
+            filled=filled,
+            average_price=dec_or_none(raw.get("average")),
+            status=status,
+            post_only=bool(raw.get("postOnly")),
+            timestamp_ms=raw.get("timestamp"),
+        )
+
+    def _trade(self, raw: dict, symbol: str) -> Trade:
+        if raw.get("id") in (None, "") or raw.get("order") in (None, ""):
+            raise errors.MalformedReply(f"trade without an id or order id on {symbol}")
+        fee = raw.get("fee") or {}
+        maker = raw.get("takerOrMaker")
+        return Trade(
+            symbol=raw.get("symbol") or symbol,
+            trade_id=str(raw["id"]),
+            exchange_order_id=str(raw["order"]),
+            side=str(raw.get("side")).lower(),
+            price=dec(raw.get("price"), field="trade price"),
+            amount=dec(raw.get("amount"), field="trade amount"),
+            fee=dec(fee.get("cost") or 0),
+            fee_currency=fee.get("currency") or "",
+            is_maker=None if maker is None else maker == "maker",
+            timestamp_ms=int(raw.get("timestamp") or 0),
+        )
+
+    # --- error classification --------------------------------------------------------------
+    def _call(self, method: str, fn: Callable[[], Any], *, write: bool = False) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn()
+        except ccxt.BaseError as exc:
+            raise self.classify(exc) from exc
+        finally:
+            observe = _latency_observer
+            if observe is not None:
+                observe(self.exchange.id, method, time.perf_counter() - started)
+
+    def classify(self, exc: Exception) -> errors.ExchangeFailure:
+        text = str(exc)
+        if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
+            return errors.RateLimited(text, self._retry_after())
+        if isinstance(exc, ccxt.InsufficientFunds):
+            return errors.InsufficientFunds(text)
+        if isinstance(exc, ccxt.OrderImmediatelyFillable):
+            return errors.PostOnlyWouldTake(text)
+        if isinstance(exc, ccxt.OrderNotFound):
+            return errors.OrderNotFound(text)
+        if isinstance(exc, ccxt.DuplicateOrderId) or any(m in text for m in _DUPLICATE_MARKERS):
+            return errors.DuplicateClientOrderId(text)
+        if isinstance(exc, ccxt.AuthenticationError):
+            return errors.AuthenticationFailed(text)
+        if isinstance(exc, ccxt.InvalidNonce):
+            # Refused for its timestamp (outside recvWindow): it did not execute.
+            return errors.Rejected(text)
+        if isinstance(exc, (ccxt.NetworkError, ccxt.OperationFailed)):
+            # Timeouts (incl. -1007), 5xx, connection errors, -1000/-1001/-1006, bad responses.
+            return errors.Ambiguous(text)
+        if isinstance(exc, ccxt.ExchangeError):
+            return errors.Rejected(text)
+        return errors.Ambiguous(text)
+
+    def _retry_after(self) -> float | None:
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        for name, value in headers.items():
+            if name.lower() == "retry-after":
+                try:
+                    return float(value)
+                except (TypeError, ValueError):
+                    return None
+        return None
+
+
+# Set by the metrics module to record request latency per method (None: not recorded).
+_latency_observer: Callable[[str, str, float], None] | None = None
+
+
+def set_latency_observer(observer: Callable[[str, str, float], None] | None) -> None:
+    global _latency_observer
+    _latency_observer = observer

@@ -1,0 +1,74 @@
+"""What the gateway returns: frozen dataclasses holding Decimals, independent of ccxt."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    symbol: str  # unified, e.g. "BTC/USDT"
+    market_id: str  # exchange's, e.g. "BTCUSDT"
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_amount: Decimal
+    min_notional: Decimal
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Ticker:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """An order as the exchange reports it. `status` uses the ledger's vocabulary
+    (open, partially_filled, filled, canceled, rejected, expired)."""
+
+    symbol: str
+    exchange_order_id: str
+    client_order_id: str
+    side: str  # buy / sell
+    price: Decimal
+    amount: Decimal
+    filled: Decimal
+    average_price: Decimal | None
+    status: str
+    post_only: bool
+    timestamp_ms: int | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in {"open", "partially_filled"}
+
+
+@dataclass(frozen=True)
+class Trade:
+    symbol: str
+    trade_id: str
+    exchange_order_id: str
+    side: str
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_currency: str
+    is_maker: bool | None
+    timestamp_ms: int

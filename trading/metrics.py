@@ -1,0 +1,37 @@
+"""Prometheus metrics of the trading loops, and the /metrics server of `runbot`."""
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+
+def _get_or_create(kind, name: str, documentation: str, labels: tuple[str, ...], **kwargs):
+    existing = REGISTRY._names_to_collectors.get(name)  # import twice (tests, autoreload) must not fail
+    if existing is not None:
+        return existing
+    return kind(name, documentation, labels, **kwargs)
+
+
+ORDERS_PLACED = _get_or_create(Counter, "quantmesh_orders_placed_total", "Orders accepted by the exchange.", ("symbol", "side"))
+ORDERS_CANCELED = _get_or_create(Counter, "quantmesh_orders_canceled_total", "Orders canceled.", ("symbol", "side"))
+ORDERS_REJECTED = _get_or_create(Counter, "quantmesh_orders_rejected_total", "Orders rejected, by reason.", ("symbol", "reason"))
+FILLS = _get_or_create(Counter, "quantmesh_fills_total", "Trades applied to the ledger.", ("symbol", "side"))
+EXCHANGE_LATENCY = _get_or_create(
+    Histogram, "quantmesh_exchange_request_seconds", "Exchange request latency by method.", ("exchange", "method"),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LOOP_LAG = _get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
+HEARTBEAT = _get_or_create(Gauge, "quantmesh_instance_heartbeat_timestamp_seconds", "Last heartbeat time.", ("instance",))
+
+
+def observe_exchange_latency(exchange: str, method: str, seconds: float) -> None:
+    EXCHANGE_LATENCY.labels(exchange, method).observe(seconds)
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> int:
+    """Serve /metrics; port 0 picks a free port. Returns the port."""
+    from trading.exchange.gateway import set_latency_observer
+
+    set_latency_observer(observe_exchange_latency)
+    result = start_http_server(port, addr=addr)
+    server = result[0] if isinstance(result, tuple) else None
+    return server.server_port if server is not None else port

@@ -1,0 +1,216 @@
+"""The bot process: one thread per symbol, a heartbeat, status lines and a graceful stop.
+
+Threads, not asyncio: ccxt's synchronous client and the Django ORM are both blocking, each
+symbol spends its time waiting on HTTP and the database, and one thread per symbol keeps each
+loop a plain sequence of steps with its own exchange client and database connection. The GIL
+is not a limit at these rates (a tick is milliseconds of CPU per second).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from locking.base import LockService
+from quantmesh.version import __version__
+from trading import services
+from trading.engine import LeaseLost, SymbolEngine
+from trading.exchange.accounts import gateway_for
+from trading.exchange.errors import ExchangeFailure
+from trading.models import BotInstance, Symbol
+
+log = logging.getLogger("quantmesh.runbot")
+
+
+@dataclass
+class BotOptions:
+    instance_id: str
+    tick_interval: float = 1.0
+    status_interval: float = 10.0
+    heartbeat_interval: float = 5.0
+    cancel_on_exit: bool = False
+    paper_url: str | None = None
+    lock_backend: str = "nop"
+    error_backoff: float = 5.0
+
+
+@dataclass
+class SymbolRun:
+    symbol: Symbol
+    thread: threading.Thread | None = None
+    engine: SymbolEngine | None = None
+    ticks: int = 0
+    errors: int = 0
+    last_status: str = ""
+    stopped_reason: str = ""
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+class Bot:
+    """Runs the trading loops of a set of symbols until `stop()` is called."""
+
+    def __init__(
+        self,
+        symbols: list[Symbol],
+        locks: LockService,
+        options: BotOptions,
+        *,
+        out: Callable[[str], None] = print,
+        writer_for: Callable[[Symbol], services.Writer] | None = None,
+    ):
+        self.runs = [SymbolRun(symbol=s) for s in symbols]
+        self.locks = locks
+        self.options = options
+        self.out = out
+        self.stop_event = threading.Event()
+        self.writer_for = writer_for or (lambda symbol: services.Writer(options.instance_id, symbol.fence_token))
+        self.instance: BotInstance | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
+        for run in self.runs:
+            run.thread = threading.Thread(target=self._symbol_loop, args=(run,), name=f"qm-{run.symbol.symbol}", daemon=True)
+            run.thread.start()
+        threading.Thread(target=self._heartbeat_loop, name="qm-heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        for run in self.runs:
+            if run.thread is not None:
+                run.thread.join(timeout)
+        if self.instance is not None:
+            BotInstance.objects.filter(pk=self.instance.pk).update(stopped_at=timezone.now(), last_heartbeat=timezone.now())
+        connection.close()
+
+    def run_until_stopped(self, duration: float | None = None) -> None:
+        self.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        next_status = time.monotonic() + self.options.status_interval
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.out(f"duration of {duration:g}s reached, stopping")
+                self.stop()
+                break
+            if now >= next_status:
+                self.print_status()
+                next_status = now + self.options.status_interval
+            wait = min(0.5, next_status - now, (deadline - now) if deadline else 0.5)
+            self.stop_event.wait(max(wait, 0.01))
+        self.join()
+        self.print_status()
+
+    def print_status(self) -> None:
+        for run in self.runs:
+            if run.last_status:
+                self.out(run.last_status + (f"  [{run.stopped_reason}]" if run.stopped_reason else ""))
+
+    # --- threads -------------------------------------------------------------------------------
+    def _symbol_loop(self, run: SymbolRun) -> None:
+        name = run.symbol.symbol
+        try:
+            engine = self._prepare(run)
+            if engine is None:
+                return
+            while not self.stop_event.is_set():
+                started = time.monotonic()
+                try:
+                    close_old_connections()
+                    result = engine.tick()
+                    run.ticks += 1
+                    run.last_status = engine.status().line()
+                    if result.error:
+                        run.errors += 1
+                except LeaseLost as exc:
+                    run.stopped_reason = f"lease lost: {exc}"
+                    log.error("%s stopped: %s", name, run.stopped_reason)
+                    return
+                except Exception:
+                    # One bad tick must not kill the loop: log it and back off.
+                    run.errors += 1
+                    log.error("%s tick failed:\n%s", name, traceback.format_exc())
+                    self.stop_event.wait(self.options.error_backoff)
+                    continue
+                spent = time.monotonic() - started
+                self.stop_event.wait(max(0.0, self.options.tick_interval - spent))
+            if self.options.cancel_on_exit:
+                canceled = engine.cancel_all()
+                self.out(f"{name}: canceled {canceled} open order(s) on exit")
+        finally:
+            run.ready.set()
+            connection.close()
+
+    def _prepare(self, run: SymbolRun) -> SymbolEngine | None:
+        name = run.symbol.symbol
+        while not self.stop_event.is_set():
+            try:
+                gateway = gateway_for(run.symbol.account, paper_url=self.options.paper_url)
+                engine = SymbolEngine(run.symbol, gateway, self.locks, writer=self.writer_for(run.symbol))
+                engine.prepare()
+                run.engine = engine
+                run.last_status = engine.status().line()
+                self.out(
+                    f"{name}: trading on {run.symbol.account.name} ({gateway.exchange.id}), anchor {run.symbol.anchor_price}, "
+                    f"interval {run.symbol.price_interval}, tick {run.symbol.tick_size}, step {run.symbol.step_size}"
+                )
+                run.ready.set()
+                return engine
+            except ExchangeFailure as exc:
+                run.errors += 1
+                run.stopped_reason = f"cannot start: {exc}"
+                log.error("%s cannot start: %s", name, exc)
+                if "does not list" in str(exc):
+                    run.ready.set()
+                    return None
+                self.stop_event.wait(self.options.error_backoff)
+        return None
+
+    def _heartbeat_loop(self) -> None:
+        try:
+            while not self.stop_event.wait(self.options.heartbeat_interval):
+                BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
+        finally:
+            connection.close()
+
+
+class InstanceConflict(Exception):
+    """Another single-instance bot is alive on the same database."""
+
+
+HEARTBEAT_STALE_AFTER = 30  # seconds without a heartbeat before an instance counts as dead
+
+
+def register_instance(instance_id: str, lock_backend: str) -> BotInstance:
+    """Record this process. In single-instance mode (nop lock), refuse to start while another
+    instance is alive on the same database: the no-op lock excludes nothing across processes."""
+    now = timezone.now()
+    if lock_backend == "nop":
+        alive = (
+            BotInstance.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=now - timezone.timedelta(seconds=HEARTBEAT_STALE_AFTER))
+            .exclude(instance_id=instance_id)
+            .first()
+        )
+        if alive is not None:
+            raise InstanceConflict(
+                f"instance {alive.instance_id} (pid {alive.pid} on {alive.host}) is running in single-instance mode; "
+                f"stop it first, or run several instances with QM_LOCK_BACKEND=redis"
+            )
+    instance, _ = BotInstance.objects.update_or_create(
+        instance_id=instance_id,
+        defaults=dict(
+            host=socket.gethostname(), pid=os.getpid(), version=__version__, lock_backend=lock_backend,
+            started_at=now, last_heartbeat=now, stopped_at=None,
+        ),
+    )
+    return instance

@@ -31,7 +31,7 @@ run: $(STAMP)
 	@mkdir -p $(QM_VAR_DIR)
 	QM_DEBUG=1 $(BIN)/python manage.py migrate --noinput -v0
 	QM_DEBUG=1 $(BIN)/python manage.py demouser
-	QM_DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
+	QM_DEBUG=1 $(BIN)/python -m quantmesh.localstack --port 8000
 
 test: $(STAMP)
 	@mkdir -p $(QM_VAR_DIR)

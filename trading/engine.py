@@ -79,14 +79,14 @@ class SymbolStatus:
     status: str
 
     def line(self) -> str:
-        price = "-" if self.price is None else _show(self.price)
+        price = "-" if self.price is None else show(self.price)
         return (
             f"{self.symbol:<10} {self.status:<7} price={price} buys={self.open_buys} sells={self.open_sells} "
-            f"filled_slots={self.filled_slots} pnl={_show(self.realized_pnl)} fees={_show(self.fees_paid)}"
+            f"filled_slots={self.filled_slots} pnl={show(self.realized_pnl)} fees={show(self.fees_paid)}"
         )
 
 
-def _show(value: Decimal, places: int = 8) -> str:
+def show(value: Decimal, places: int = 8) -> str:
     """A compact display of a Decimal: at most `places` decimals, no trailing zeros."""
     text = f"{value.quantize(Decimal(1).scaleb(-places)):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text

@@ -22,7 +22,7 @@ from django.utils import timezone
 from locking.base import LockService
 from quantmesh.version import __version__
 from trading import services
-from trading.engine import LeaseLost, SymbolEngine
+from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.accounts import gateway_for
 from trading.exchange.errors import ExchangeFailure
 from trading.models import BotInstance, Symbol
@@ -112,7 +112,13 @@ class Bot:
         self.print_status()
 
     def print_status(self) -> None:
+        """One line per symbol (computed here, off the trading threads)."""
         for run in self.runs:
+            if run.engine is not None:
+                try:
+                    run.last_status = run.engine.status().line()
+                except Exception as exc:  # a status line must never stop the bot
+                    run.last_status = f"{run.symbol.symbol}: status unavailable ({exc})"
             if run.last_status:
                 self.out(run.last_status + (f"  [{run.stopped_reason}]" if run.stopped_reason else ""))
 
@@ -129,7 +135,6 @@ class Bot:
                     close_old_connections()
                     result = engine.tick()
                     run.ticks += 1
-                    run.last_status = engine.status().line()
                     if result.error:
                         run.errors += 1
                 except LeaseLost as exc:
@@ -160,9 +165,11 @@ class Bot:
                 engine.prepare()
                 run.engine = engine
                 run.last_status = engine.status().line()
+                s = run.symbol
                 self.out(
-                    f"{name}: trading on {run.symbol.account.name} ({gateway.exchange.id}), anchor {run.symbol.anchor_price}, "
-                    f"interval {run.symbol.price_interval}, tick {run.symbol.tick_size}, step {run.symbol.step_size}"
+                    f"{name}: trading on {s.account.name} ({gateway.exchange.id}), anchor {show(s.anchor_price)}, "
+                    f"interval {show(s.price_interval)}, tick {show(s.tick_size)}, step {show(s.step_size)}, "
+                    f"{s.buy_window_size} buys / {s.sell_window_size} sells of {show(s.order_quantity)} {engine.quote}"
                 )
                 run.ready.set()
                 return engine

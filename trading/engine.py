@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import IntegrityError
@@ -25,27 +24,26 @@ from django.utils import timezone
 
 from locking.base import (
     CANCEL_LOCK_TTL,
+    FENCED,
     ORDER_LOCK_TTL,
     LockBackendUnavailable,
     LockService,
     NotOwned,
     cancel_lock_key,
     order_lock_key,
+    record_event,
 )
 from trading import grid, services
 from trading.errors import FencedWrite
 from trading.exchange import errors as xerr
-from trading.exchange.gateway import RECV_WINDOW_MS, ExchangeGateway
-from trading.exchange.types import ExchangeOrder
+from trading.exchange.gateway import ExchangeGateway
+from trading.sync import LedgerSync, ms_to_datetime
 from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
 
 log = logging.getLogger("quantmesh.engine")
 
 POST_ONLY_FALLBACK_AFTER = 3  # would-take rejects of one slot before it goes out as a plain limit
 STALE_BUY_MARGIN = 2  # levels below the buy window before a live buy is cancelled
-# After an ambiguous create, "not found" means "never placed" only once the signed request can
-# no longer execute: its timestamp plus the receive window plus a margin for clock offset.
-NOT_FOUND_IS_FINAL_AFTER = timedelta(milliseconds=RECV_WINDOW_MS) + timedelta(seconds=2)
 
 
 class LeaseLost(Exception):
@@ -92,10 +90,6 @@ def show(value: Decimal, places: int = 8) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
-
-
 class SymbolEngine:
     """Trades one symbol. Not thread-safe: one engine per thread, each with its own gateway."""
 
@@ -122,6 +116,7 @@ class SymbolEngine:
         self.backoff_until = 0.0
         self.last_trade_ms: int | None = None
         self.last_price: Decimal | None = None
+        self.ledger = LedgerSync(symbol, gateway, writer)
 
     # --- start ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -191,6 +186,8 @@ class SymbolEngine:
             result.error = f"exchange: {exc}"
             log.warning("%s exchange error: %s", self.symbol.symbol, exc)
         except FencedWrite as exc:
+            record_event(FENCED, f"fence:{self.exchange_id}:{self.symbol.symbol}", owner=self.writer.instance_id,
+                         token=self.writer.fence_token, detail=str(exc)[:300])
             raise LeaseLost(str(exc)) from exc
         return result
 
@@ -210,59 +207,24 @@ class SymbolEngine:
         applied = 0
         while True:
             trades = self.gateway.fetch_my_trades(self.symbol.symbol, since_ms=self.last_trade_ms, limit=1000)
-            for trade in sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id)):
-                outcome = services.fill_record(
-                    symbol=self.symbol, writer=self.writer, trade_id=trade.trade_id,
-                    exchange_order_id=trade.exchange_order_id, side=trade.side, price=trade.price,
-                    amount=trade.amount, fee=trade.fee, fee_currency=trade.fee_currency, is_maker=trade.is_maker,
-                    traded_at=_ms_to_datetime(trade.timestamp_ms),
-                )
-                if outcome is not None:
-                    applied += 1
-                    cid = outcome.order.client_order_id if outcome.order else "-"
-                    log.info("%s fill %s %s %s @ %s order=%s", self.symbol.symbol, trade.trade_id, trade.side,
-                             trade.amount, trade.price, cid)
-                    if outcome.order is not None and outcome.order_completed:
-                        self.post_only_rejects.pop((outcome.order.level, outcome.order.side), None)
-                if self.last_trade_ms is None or trade.timestamp_ms > self.last_trade_ms:
-                    self.last_trade_ms = trade.timestamp_ms
+            for change in self.ledger.apply_trades(trades):
+                applied += 1
+                if change.order is not None and change.order.status == OrderStatus.FILLED:
+                    self.post_only_rejects.pop((change.order.level, change.order.side), None)
+            if trades:
+                newest = max(t.timestamp_ms for t in trades)
+                self.last_trade_ms = max(self.last_trade_ms or 0, newest)
             if len(trades) < 1000:
                 return applied
 
     # --- order states --------------------------------------------------------------------------
     def sync_orders(self) -> None:
         """Make every live ledger order agree with the exchange."""
-        live = list(Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES))
-        if not live:
-            return
-        remote_open = {o.client_order_id: o for o in self.gateway.fetch_open_orders(self.symbol.symbol)}
-        for order in live:
-            remote = remote_open.get(order.client_order_id)
-            if remote is not None:
-                services.order_apply_exchange_state(order, remote, writer=self.writer)
-                continue
-            self.resolve(order)
+        self.ledger.sync_orders()
 
     def resolve(self, order: Order) -> None:
         """A live ledger order that is not open at the exchange: ask the exchange by client id."""
-        try:
-            remote = self.gateway.fetch_order_by_client_id(self.symbol.symbol, order.client_order_id)
-        except xerr.Ambiguous as exc:
-            log.warning("%s order %s: query failed (%s); will retry", self.symbol.symbol, order.client_order_id, exc)
-            return
-        if remote is not None:
-            services.order_apply_exchange_state(order, remote, writer=self.writer, note="resolved by client id")
-            return
-        if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
-            signed_at = order.sent_at or order.created_at
-            if timezone.now() - signed_at > NOT_FOUND_IS_FINAL_AFTER:
-                services.order_transition(
-                    order, OrderStatus.NOT_PLACED, writer=self.writer,
-                    note="not found at the exchange after the request window",
-                )
-            return
-        log.error("%s order %s is %s in the ledger but unknown to the exchange", self.symbol.symbol,
-                  order.client_order_id, order.status)
+        self.ledger.resolve(order)
 
     # --- placing -------------------------------------------------------------------------------
     def plan(self, price: Decimal) -> grid.GridPlan:
@@ -323,7 +285,7 @@ class SymbolEngine:
         try:
             order = services.order_create_intent(
                 symbol=self.symbol, writer=self.writer, side=wanted.side, level=wanted.level, price=wanted.price,
-                amount=wanted.amount, post_only=post_only, signed_at=_ms_to_datetime(signed_at_ms),
+                amount=wanted.amount, post_only=post_only, signed_at=ms_to_datetime(signed_at_ms),
             )
         except IntegrityError:
             log.info("%s level %s %s: slot already has a live order; not sending", self.symbol.symbol, wanted.level, wanted.side)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 from django.utils import timezone
 
@@ -138,6 +138,10 @@ class Symbol(models.Model):
 
     # Highest fencing token seen for this symbol (DESIGN §4); ledger writes need token >= it.
     fence_token = models.BigIntegerField(default=0, editable=False)
+    # Highest reconcile-lock token that wrote a reconcile run: a paused reconciler cannot write.
+    reconcile_token = models.BigIntegerField(default=0, editable=False)
+    # Base-asset holdings at the exchange that the grid did not buy (set by the first reconcile).
+    base_offset = money(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -334,9 +338,9 @@ class GridSlot(models.Model):
     symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="slots")
     level = models.IntegerField()
     holding = money(default=Decimal("0"), validators=[NON_NEGATIVE], help_text="Base amount bought and not yet sold.")
-    cost = money(default=Decimal("0"), validators=[NON_NEGATIVE], help_text="Quote paid for the holding, fees included.")
+    cost = money(default=Decimal("0"), validators=[NON_NEGATIVE], help_text="Buy price x amount of the holding (fees are charged to realised PnL).")
     round_trips = models.PositiveIntegerField(default=0)
-    realized_pnl = money(default=Decimal("0"))
+    realized_pnl = money(default=Decimal("0"), help_text="Sum of (sell - buy) x amount minus fees, in quote.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

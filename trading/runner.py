@@ -19,6 +19,7 @@ from typing import Callable
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from locking import recorder
 from locking.base import LockService
 from quantmesh.version import __version__
 from trading import services
@@ -77,6 +78,7 @@ class Bot:
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
+        recorder.install(self.options.instance_id)
         for run in self.runs:
             run.thread = threading.Thread(target=self._symbol_loop, args=(run,), name=f"qm-{run.symbol.symbol}", daemon=True)
             run.thread.start()
@@ -184,9 +186,15 @@ class Bot:
         return None
 
     def _heartbeat_loop(self) -> None:
+        next_prune = 0.0
         try:
             while not self.stop_event.wait(self.options.heartbeat_interval):
                 BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
+                if time.monotonic() >= next_prune:
+                    recorder.prune()
+                    next_prune = time.monotonic() + 3600
+        except Exception:
+            log.error("heartbeat failed:\n%s", traceback.format_exc())
         finally:
             connection.close()
 

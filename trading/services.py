@@ -3,6 +3,7 @@ these functions, which check the fence and the transition table in one transacti
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -469,3 +470,45 @@ def _validation_messages(exc: ValidationError) -> list[str]:
         return [f"{name}: {message}" if name != "__all__" else message
                 for name, messages in exc.message_dict.items() for message in messages]
     return list(exc.messages)
+
+
+# --- client ids and adoption ---------------------------------------------------------------------
+_CID = re.compile(r"^(?P<prefix>[a-z0-9]{1,8})-(?P<symbol>\d+)-(?P<side>[bs])(?P<neg>m?)(?P<level>\d+)-(?P<seq>\d+)$")
+
+
+@dataclass(frozen=True)
+class ParsedClientId:
+    prefix: str
+    symbol_id: int
+    side: str
+    level: int
+    seq: int
+
+
+def parse_client_order_id(cid: str) -> ParsedClientId | None:
+    """The parts of one of our client order ids, or None for anything else (foreign orders)."""
+    match = _CID.match(cid or "")
+    if match is None:
+        return None
+    level = int(match["level"]) * (-1 if match["neg"] else 1)
+    return ParsedClientId(match["prefix"], int(match["symbol"]), "buy" if match["side"] == "b" else "sell", level,
+                          int(match["seq"]))
+
+
+@transaction.atomic
+def order_adopt(*, symbol: Symbol, writer: Writer, remote, parsed: ParsedClientId) -> Order:
+    """Give an exchange order that carries our id (but has no ledger row) its row, as OPEN;
+    fills and final states then follow through the normal paths. IntegrityError when its slot
+    is held by another live order."""
+    fence_check(symbol_id=symbol.pk, writer=writer)
+    order = Order.objects.create(
+        symbol=symbol, client_order_id=remote.client_order_id,
+        active_slot=slot_key(symbol.pk, parsed.level, parsed.side) if remote.is_open else None,
+        side=parsed.side, level=parsed.level, seq=parsed.seq, price=remote.price, amount=remote.amount,
+        post_only=remote.post_only, status=OrderStatus.OPEN, exchange_order_id=remote.exchange_order_id,
+        instance_id=writer.instance_id, fence_token=writer.fence_token,
+    )
+    OrderEvent.objects.create(order=order, to_status=OrderStatus.OPEN, note="adopted from the exchange",
+                              instance_id=writer.instance_id, fence_token=writer.fence_token)
+    log.warning("%s adopted order %s from the exchange", symbol.symbol, order.client_order_id)
+    return order

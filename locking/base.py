@@ -1,0 +1,498 @@
+"""The lock service interface: grants with fencing tokens, errors, events and the shared bookkeeping.
+
+A lock here is a lease: it is granted for a TTL and ends at release or when the TTL runs out,
+whichever comes first. A lease cannot by itself guarantee mutual exclusion when a holder pauses
+(GC, SIGSTOP, a slow network), so every grant carries a fencing token that strictly increases per
+key; whatever the lock protects must check that token (the database fence) before it writes.
+
+Backends (`NopLock`, `RedisLock`) implement four small hooks; `LockService` turns them into the
+public API and records metrics and events the same way for every backend:
+
+    grant = locks.try_lock(key, ttl)           # Grant, or None when the key is held
+    grant = locks.lock(key, ttl, timeout)      # waits up to `timeout`; raises LockBusy
+    locks.extend(grant, ttl)                   # replace the TTL; raises NotOwned
+    locks.unlock(grant)                        # True; raises NotOwned
+    with locks.held(key, ttl, timeout) as grant: ...
+
+TTLs and timeouts are seconds (int, float or Decimal); backends work in whole milliseconds.
+Locks are not reentrant: an owner (a thread of one service object) that asks again for a key it
+holds gets `AlreadyHeld` at once instead of waiting for itself.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Callable, Iterator, NamedTuple, Union
+
+from locking import metrics
+
+logger = logging.getLogger("quantmesh.locking")
+
+Seconds = Union[int, float, Decimal]
+
+# The three lock paths of QuantMesh and their TTLs in seconds: order placement per grid level
+# (try once), order cancel per order (try once), reconcile per symbol (blocking, same timeout).
+ORDER_LOCK_TTL = 5
+CANCEL_LOCK_TTL = 3
+RECONCILE_LOCK_TTL = 30
+
+
+def order_lock_key(exchange: str, symbol: str, level: int) -> str:
+    return f"order:{exchange}:{symbol}:level:{level}"
+
+
+def cancel_lock_key(exchange: str, symbol: str, order_id: str | int) -> str:
+    return f"cancel:{exchange}:{symbol}:order:{order_id}"
+
+
+def reconcile_lock_key(exchange: str, symbol: str) -> str:
+    return f"reconcile:{exchange}:{symbol}"
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+class LockError(Exception):
+    """Base class of the lock service's errors."""
+
+
+class LockBusy(LockError):
+    """The lock is held by someone else (a held() that tried once, or lock() past its timeout)."""
+
+    def __init__(self, key: str, timeout: Seconds | None = None) -> None:
+        self.key = key
+        self.timeout = timeout
+        waited = "" if timeout is None else f" after waiting {timeout} s"
+        super().__init__(f"lock {key!r} is busy{waited}")
+
+
+class NotOwned(LockError):
+    """Release or extend with a grant that no longer owns the lock; nothing was changed.
+
+    `holder_token` is the token of the grant holding the key now, or None when the key is free
+    (the grant expired, or it was already released).
+    """
+
+    def __init__(self, key: str, token: int, holder_token: int | None = None) -> None:
+        self.key = key
+        self.token = token
+        self.holder_token = holder_token
+        now = "is free" if holder_token is None else f"is held by token {holder_token}"
+        super().__init__(f"lock {key!r} is not owned by token {token}: it {now}")
+
+
+class LockBackendUnavailable(LockError):
+    """The lock backend could not be reached or failed. Callers must fail closed: no lock, no action."""
+
+
+class AlreadyHeld(LockError):
+    """The caller already holds this key; the locks are not reentrant."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"lock {key!r} is already held by this owner (locks are not reentrant)")
+
+
+class LockStartupError(LockError):
+    """A start-up precondition failed: backend unreachable, unsafe eviction policy, bad settings."""
+
+
+# --- grants -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Grant:
+    """One successful acquire.
+
+    `acquired` and `deadline` are `time.monotonic()` values. `acquired` is when the acquire request
+    was sent, so the deadline (acquired + TTL - clock-drift margin) is never later than the
+    backend's own expiry. `is_valid()` turns False at the deadline without asking the backend, so a
+    holder cut off from Redis still knows when to stop.
+    """
+
+    key: str
+    token: int
+    owner: str
+    acquired: float
+    ttl_ms: int
+    deadline: float
+    server_time_us: int | None = None  # backend clock at the grant (Redis TIME), for histories
+
+    def is_valid(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (0 when past it)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def ttl_to_ms(ttl: Seconds) -> int:
+    """A TTL in seconds as whole milliseconds, rounded up; at least 1 ms."""
+    if type(ttl) is int:  # the common case, exact
+        ms = ttl * 1000
+    elif type(ttl) is float and math.isfinite(ttl):
+        # round() first drops binary noise: 0.29 * 1000 is 290.00000000000006, which is 290 ms.
+        ms = math.ceil(round(ttl * 1000, 6))
+    else:
+        seconds = _as_decimal(ttl, "ttl")
+        ms = int((seconds * 1000).to_integral_value(rounding=ROUND_CEILING))
+    if ms < 1:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return ms
+
+
+def to_seconds(value: Seconds, name: str = "timeout") -> float:
+    seconds = _as_decimal(value, name)
+    if seconds < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return float(seconds)
+
+
+def _as_decimal(value: Seconds, name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise TypeError(f"{name} must be seconds as int, float or Decimal, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    # str() keeps the float's shortest repr, so 0.25 s is exactly 250 ms.
+    return Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key or key != key.strip():
+        raise ValueError(f"lock key must be a non-empty string without surrounding spaces, got {key!r}")
+
+
+# Tokens travel through Lua numbers (doubles) in Redis, exact up to 2**53.
+MAX_TOKEN = 2**53 - 1
+
+
+def _check_floor(floor: int) -> None:
+    if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor < MAX_TOKEN:
+        raise ValueError(f"fence floor must be an int in [0, 2**53 - 1), got {floor!r}")
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+CONFLICT = "conflict"  # try_lock found the key held
+TIMEOUT = "timeout"  # lock() gave up after its timeout
+BACKEND_ERROR = "backend_error"  # the backend failed; the caller must fail closed
+LOST = "lost"  # release or extend answered NotOwned: the lease ended before its holder was done
+FENCED = "fenced"  # a write was refused by the fence (recorded by the code that owns the fence)
+
+
+@dataclass(frozen=True)
+class LockEvent:
+    kind: str
+    key: str
+    owner: str = ""
+    token: int | None = None
+    detail: str = ""
+    at: float = field(default_factory=time.time)  # wall clock, for display only
+
+
+EventSink = Callable[[LockEvent], None]
+
+_event_sink: EventSink | None = None
+
+_EVENT_LEVELS = {CONFLICT: logging.DEBUG, BACKEND_ERROR: logging.ERROR}
+
+
+def set_event_sink(sink: EventSink | None) -> None:
+    """Send lock events to `sink` (e.g. a writer of LockEvent rows); None restores logging only.
+
+    The sink is called synchronously on the locking path, so it must be quick; its exceptions are
+    logged and otherwise ignored.
+    """
+    global _event_sink
+    _event_sink = sink
+
+
+def log_event(event: LockEvent) -> None:
+    level = _EVENT_LEVELS.get(event.kind, logging.WARNING)
+    logger.log(level, "lock %s key=%s owner=%s token=%s %s",
+               event.kind, event.key, event.owner, event.token, event.detail)
+
+
+def record_event(kind: str, key: str, *, owner: str = "", token: int | None = None, detail: str = "") -> None:
+    event = LockEvent(kind=kind, key=key, owner=owner, token=token, detail=detail)
+    sink = _event_sink or log_event
+    try:
+        sink(event)
+    except Exception:
+        logger.exception("lock event sink failed for %s", event)
+
+
+# --- the service ------------------------------------------------------------------------------------
+
+# Bookkeeping of grants never released is pruned once it holds this many entries.
+_PRUNE_AT = 4096
+
+
+class Attempt(NamedTuple):
+    """What a backend's acquire returns: the grant (None if not acquired), and whether the key was
+    found held by another owner at least once."""
+
+    grant: Grant | None
+    conflicted: bool
+
+
+class LockService(ABC):
+    """Public API and bookkeeping shared by all backends.
+
+    An owner is one thread of one service object (and one process: a forked child gets new owner
+    ids). `drift_factor` shortens every grant's local deadline by `ttl * drift_factor + 2 ms` to
+    cover clock drift between this host and the backend.
+    """
+
+    backend = "abstract"
+
+    def __init__(self, *, instance_id: str | None = None, drift_factor: float = 0.01,
+                 record_metrics: bool = True) -> None:
+        if not 0 <= drift_factor < 0.5:
+            raise ValueError(f"drift_factor must be in [0, 0.5), got {drift_factor!r}")
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.drift_factor = drift_factor
+        self.record_metrics = record_metrics
+        self._local = threading.local()
+        self._mutex = threading.Lock()
+        self._held: dict[tuple[str, str], Grant] = {}
+        self._unconfirmed_releases: set[tuple[str, int]] = set()
+        self._closed = False
+
+    # -- identity and time --
+
+    def owner_id(self) -> str:
+        """The calling thread's owner id for this service (new after a fork)."""
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:
+            local.pid = pid
+            local.owner = f"{self.instance_id}:{pid}:{uuid.uuid4().hex[:12]}"
+        return local.owner
+
+    def deadline(self, sent: float, ttl_ms: int) -> float:
+        ttl = ttl_ms / 1000
+        return sent + ttl - (ttl * self.drift_factor + 0.002)
+
+    # -- public API --
+
+    def try_lock(self, key: str, ttl: Seconds, *, floor: int = 0) -> Grant | None:
+        """One attempt: the grant, or None when another owner holds the key.
+
+        `floor`: the fencing token the caller has already seen for this key (e.g. stored in the
+        database); the token granted is always greater than it.
+        """
+        return self._acquire_recorded(key, ttl, None, floor)
+
+    def lock(self, key: str, ttl: Seconds, timeout: Seconds, *, floor: int = 0) -> Grant:
+        """Wait up to `timeout` seconds for the key; raise LockBusy when it stays held."""
+        grant = self._acquire_recorded(key, ttl, to_seconds(timeout), floor)
+        if grant is None:
+            raise LockBusy(key, timeout)
+        return grant
+
+    def unlock(self, grant: Grant) -> bool:
+        """Release the grant: True, or NotOwned when it no longer holds the key (nothing changed)."""
+        self._check_open()
+        ident = (grant.key, grant.token)
+        try:
+            self._release(grant)
+        except NotOwned as exc:
+            retried = self._forget(grant)
+            self._observe_hold(grant)
+            if retried and exc.holder_token is None:
+                # An earlier release of this grant failed with its outcome unknown; the key is free
+                # now, so that release most likely went through. Not a lost lock.
+                return True
+            record_event(LOST, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+            raise
+        except LockBackendUnavailable as exc:
+            # Keep the grant: the release may or may not have happened, and the caller may retry.
+            with self._mutex:
+                self._unconfirmed_releases.add(ident)
+            record_event(BACKEND_ERROR, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+            raise
+        self._forget(grant)
+        self._observe_hold(grant)
+        return True
+
+    def extend(self, grant: Grant, ttl: Seconds) -> Grant:
+        """Set the lease's TTL to `ttl` from now (replace, not add); NotOwned if it was lost."""
+        self._check_open()
+        ttl_ms = ttl_to_ms(ttl)
+        try:
+            renewed = self._extend(grant, ttl_ms)
+        except NotOwned as exc:
+            self._forget(grant)
+            record_event(LOST, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+            raise
+        except LockBackendUnavailable as exc:
+            record_event(BACKEND_ERROR, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+            raise
+        with self._mutex:
+            mine = self._held.get((grant.owner, grant.key))
+            if mine is not None and mine.token == grant.token:
+                self._held[(grant.owner, grant.key)] = renewed
+        return renewed
+
+    def seed_fence(self, key: str, floor: int) -> int:
+        """Raise the key's fence counter to at least `floor`; return the counter.
+
+        Call it at start-up with the highest token the database has accepted for the key, so tokens
+        never regress below it (for example after Redis lost its data).
+        """
+        self._check_open()
+        _check_key(key)
+        _check_floor(floor)
+        return self._seed_fence(key, floor)
+
+    @contextmanager
+    def held(self, key: str, ttl: Seconds, timeout: Seconds | None = None, *,
+             floor: int = 0) -> Iterator[Grant]:
+        """Hold the lock for the block and always release it.
+
+        `timeout=None` tries once. Raises LockBusy when the lock is not acquired. If the block
+        succeeded but the lease was lost meanwhile, the release raises NotOwned; if the block
+        raised, a failed release is logged and the block's exception propagates.
+        """
+        if timeout is None:
+            grant = self.try_lock(key, ttl, floor=floor)
+            if grant is None:
+                raise LockBusy(key)
+        else:
+            grant = self.lock(key, ttl, timeout, floor=floor)
+        try:
+            yield grant
+        except BaseException:
+            try:
+                self.unlock(grant)
+            except LockError as exc:
+                logger.warning("release of %s after an error failed: %s", key, exc)
+            raise
+        self.unlock(grant)
+
+    def close(self) -> None:
+        """Release the backend's resources. Grants still held expire at their TTL."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> LockService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- backend hooks --
+
+    @abstractmethod
+    def _acquire(self, key: str, ttl_ms: int, owner: str, floor: int, timeout: float | None) -> Attempt:
+        """Acquire `key` for `owner`: one attempt when timeout is None, else wait up to timeout.
+
+        If the key is already held by this same owner (its earlier reply was lost), return that
+        grant rather than refuse it.
+        """
+
+    @abstractmethod
+    def _release(self, grant: Grant) -> int | None:
+        """Delete the key if the grant still holds it; raise NotOwned otherwise.
+
+        Returns the backend's clock at the release in microseconds, when it has one.
+        """
+
+    @abstractmethod
+    def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
+        """Set the key's TTL to ttl_ms if the grant still holds it; raise NotOwned otherwise."""
+
+    @abstractmethod
+    def _seed_fence(self, key: str, floor: int) -> int:
+        """Set the key's fence counter to max(counter, floor) and return it."""
+
+    def _close(self) -> None:
+        """Release backend resources."""
+
+    # -- bookkeeping --
+
+    def _acquire_recorded(self, key: str, ttl: Seconds, timeout: float | None, floor: int) -> Grant | None:
+        self._check_open()
+        _check_key(key)
+        _check_floor(floor)
+        ttl_ms = ttl_to_ms(ttl)
+        owner = self.owner_id()
+        self._refuse_reentry(owner, key)
+        label = metrics.metric_label(key) if self.record_metrics else ""
+        try:
+            grant, conflicted = self._acquire(key, ttl_ms, owner, floor, timeout)
+        except LockBackendUnavailable as exc:
+            self._count_acquire(label, "error")
+            record_event(BACKEND_ERROR, key, owner=owner, detail=str(exc))
+            raise
+        if conflicted and self.record_metrics:
+            metrics.record_conflict(label)
+        if grant is None:
+            if timeout is None:
+                self._count_acquire(label, "busy")
+                record_event(CONFLICT, key, owner=owner)
+            else:
+                self._count_acquire(label, "timeout")
+                record_event(TIMEOUT, key, owner=owner, detail=f"waited {timeout:.3f} s")
+            return None
+        self._count_acquire(label, "success")
+        with self._mutex:
+            self._held[(owner, key)] = grant
+            if len(self._held) > _PRUNE_AT:
+                self._prune()
+        return grant
+
+    def _refuse_reentry(self, owner: str, key: str) -> None:
+        with self._mutex:
+            mine = self._held.get((owner, key))
+            if mine is None:
+                return
+            if mine.is_valid():
+                raise AlreadyHeld(key)
+            # Past its deadline: the caller may ask again (the backend decides if it is still ours).
+            del self._held[(owner, key)]
+
+    def _forget(self, grant: Grant) -> bool:
+        """Drop the grant from this service's books; True if an earlier release of it had failed."""
+        with self._mutex:
+            mine = self._held.get((grant.owner, grant.key))
+            if mine is not None and mine.token == grant.token:
+                del self._held[(grant.owner, grant.key)]
+            if not self._unconfirmed_releases:
+                return False
+            ident = (grant.key, grant.token)
+            retried = ident in self._unconfirmed_releases
+            self._unconfirmed_releases.discard(ident)
+            return retried
+
+    def _prune(self) -> None:
+        """Forget grants past their deadline that were never released (called with the mutex held)."""
+        now = time.monotonic()
+        for ident, grant in list(self._held.items()):
+            if grant.deadline <= now:
+                del self._held[ident]
+        if len(self._unconfirmed_releases) > _PRUNE_AT:
+            self._unconfirmed_releases.clear()
+
+    def _count_acquire(self, label: str, status: str) -> None:
+        if self.record_metrics:
+            metrics.record_acquire(label, status)
+
+    def _observe_hold(self, grant: Grant) -> None:
+        if self.record_metrics:
+            metrics.record_hold(metrics.metric_label(grant.key), time.monotonic() - grant.acquired)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LockError(f"{type(self).__name__} is closed")

@@ -1,0 +1,356 @@
+"""RedisLock: the fenced lock service for several instances sharing one Redis.
+
+Keys (the namespace is explicit; Django's cache key prefix and version never apply):
+
+    <ns><key>          the lock: "<token>:<owner>", with a millisecond TTL (PX)
+    <ns>fence:<key>    the fence counter; INCR'd atomically with every grant, never reset by us
+    <ns>wake:<key>     a one-element list pushed on release; waiters BLPOP it instead of polling
+
+One round trip per operation: acquire, release and extend are each one Lua script (EVALSHA).
+The client is our own, with short socket timeouts and redis-py's retries turned off: a retried
+acquire or release could be applied twice or with its reply lost, and a dead server must turn into
+`LockBackendUnavailable` within about one socket timeout, not after a retry loop.
+
+The acquire script is idempotent for its owner: if the key already holds our owner id (our earlier
+acquire went through but its reply was lost), it answers with that grant instead of "busy".
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.connection import UnixDomainSocketConnection, parse_url
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
+
+from locking.base import (
+    Attempt,
+    Grant,
+    LockBackendUnavailable,
+    LockService,
+    LockStartupError,
+    NotOwned,
+    Seconds,
+    to_seconds,
+    ttl_to_ms,
+)
+
+logger = logging.getLogger("quantmesh.locking")
+
+DEFAULT_NAMESPACE = "quantmesh:lock:"
+
+# KEYS: lock, fence counter. ARGV: owner, ttl ms, fence floor, fence counter ttl ms (0 = keep).
+# Returns {token, ttl ms, server time us}; token 0 means another owner holds the key and
+# ttl ms is then that holder's remaining TTL (-1: none).
+ACQUIRE_SCRIPT = """
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local value = redis.call('GET', KEYS[1])
+if value then
+    local sep = string.find(value, ':', 1, true)
+    if sep and string.sub(value, sep + 1) == ARGV[1] then
+        return {tonumber(string.sub(value, 1, sep - 1)), redis.call('PTTL', KEYS[1]), now_us}
+    end
+    return {0, redis.call('PTTL', KEYS[1]), now_us}
+end
+local token = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if token <= floor then
+    token = floor + 1
+    redis.call('SET', KEYS[2], string.format('%d', token))
+end
+if ARGV[4] ~= '0' then
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('SET', KEYS[1], string.format('%d', token) .. ':' .. ARGV[1], 'NX', 'PX', ARGV[2])
+return {token, tonumber(ARGV[2]), now_us}
+"""
+
+# KEYS: lock, wake-up list. ARGV: the grant's value, wake-up signal lifetime ms.
+# Returns {status, holder token, server time us}: 1 released, 0 key free, -1 held by holder token.
+RELEASE_SCRIPT = """
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local value = redis.call('GET', KEYS[1])
+if value == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call('DEL', KEYS[2])
+    redis.call('LPUSH', KEYS[2], '1')
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    return {1, 0, now_us}
+end
+if not value then
+    return {0, 0, now_us}
+end
+local sep = string.find(value, ':', 1, true)
+return {-1, tonumber(string.sub(value, 1, (sep or 1) - 1)) or 0, now_us}
+"""
+
+# KEYS: lock. ARGV: the grant's value, new ttl ms. Returns {status, holder token} as release does.
+EXTEND_SCRIPT = """
+local value = redis.call('GET', KEYS[1])
+if value == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, 0}
+end
+if not value then
+    return {0, 0}
+end
+local sep = string.find(value, ':', 1, true)
+return {-1, tonumber(string.sub(value, 1, (sep or 1) - 1)) or 0}
+"""
+
+# KEYS: fence counter. ARGV: floor. Raises the counter to the floor; returns the counter.
+SEED_FENCE_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+    redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+    return floor
+end
+return current
+"""
+
+_RESERVED = ("fence:", "wake:")
+
+
+@dataclass(frozen=True)
+class ServerCheck:
+    """What `check_server()` found, for the start-up log."""
+
+    address: str
+    version: str
+    maxmemory_policy: str | None  # None when CONFIG is not available to us
+    persistence: str
+
+
+def _pool(url: str, *, socket_timeout: float, connect_timeout: float,
+          max_connections: int | None, client_name: str) -> ConnectionPool:
+    options = parse_url(url)
+    # Our own timeouts win over any in the URL; retries are off (Retry(..., 0) means one attempt).
+    options.update(
+        socket_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+        # RESP2: no HELLO round trip on connect and no server push messages on lock connections.
+        protocol=2,
+        client_name=client_name,
+    )
+    if options.get("connection_class") is not UnixDomainSocketConnection:
+        options["socket_connect_timeout"] = connect_timeout
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    return ConnectionPool(**options)
+
+
+def redis_address(url: str) -> str:
+    """host:port/db (or the socket path) of a Redis URL, without credentials."""
+    options = parse_url(url)
+    if "path" in options:
+        return f"{options['path']}/{options.get('db', 0)}"
+    host = options.get("host", "localhost")
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{options.get('port', 6379)}/{options.get('db', 0)}"
+
+
+class RedisLock(LockService):
+    """Fenced Redis locks. See the module docstring for the key layout and the scripts.
+
+    socket_timeout: bound on each command's reply (and connect_timeout on connecting); keep it far
+        below the shortest TTL.
+    wait_slice: longest single BLPOP while waiting in lock(); a waiter also wakes when the
+        holder's TTL runs out, so a holder that died without releasing is noticed on time.
+    short_wait: waits shorter than this sleep locally instead of BLPOP (Redis times blocked
+        clients out on its `hz` tick, 100 ms by default).
+    wake_signal_ttl: lifetime of a release's wake-up signal nobody has consumed.
+    fence_ttl: if set, a key's fence counter expires this long after its last grant. Use it for
+        high-cardinality keys whose tokens are not stored anywhere; by default counters are kept.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        instance_id: str | None = None,
+        socket_timeout: float = 0.25,
+        connect_timeout: float | None = None,
+        max_connections: int | None = None,
+        wait_slice: float = 2.0,
+        short_wait: float = 0.1,
+        wake_signal_ttl: float = 1.0,
+        fence_ttl: Seconds | None = None,
+        drift_factor: float = 0.01,
+        record_metrics: bool = True,
+    ) -> None:
+        super().__init__(instance_id=instance_id, drift_factor=drift_factor, record_metrics=record_metrics)
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a string, got {namespace!r}")
+        self.namespace = namespace
+        self.address = redis_address(url)
+        self.socket_timeout = to_seconds(socket_timeout, "socket_timeout")
+        self.wait_slice = to_seconds(wait_slice, "wait_slice")
+        self.short_wait = to_seconds(short_wait, "short_wait")
+        # BLPOP with timeout 0 blocks forever: never let a wait that short reach Redis.
+        if not 0.001 <= self.short_wait <= self.wait_slice:
+            raise ValueError("need 0.001 <= short_wait <= wait_slice (seconds)")
+        self._signal_ms = ttl_to_ms(wake_signal_ttl)
+        self._fence_ttl_ms = 0 if fence_ttl is None else ttl_to_ms(fence_ttl)
+        connect = self.socket_timeout if connect_timeout is None else to_seconds(connect_timeout, "connect_timeout")
+        # CLIENT LIST shows which instance a lock connection belongs to.
+        self.client_name = "qm-lock-" + re.sub(r"[^A-Za-z0-9._-]", "_", self.instance_id)[:64]
+        self._pool = _pool(url, socket_timeout=self.socket_timeout, connect_timeout=connect,
+                           max_connections=max_connections, client_name=self.client_name)
+        # BLPOP blocks up to wait_slice, so waiting gets its own connections with a longer read timeout.
+        self._wait_pool = _pool(url, socket_timeout=self.wait_slice + self.socket_timeout,
+                                connect_timeout=connect, max_connections=max_connections,
+                                client_name=self.client_name)
+        self._client = Redis(connection_pool=self._pool)
+        self._waiter = Redis(connection_pool=self._wait_pool)
+        self._acquire_script = self._client.register_script(ACQUIRE_SCRIPT)
+        self._release_script = self._client.register_script(RELEASE_SCRIPT)
+        self._extend_script = self._client.register_script(EXTEND_SCRIPT)
+        self._seed_script = self._client.register_script(SEED_FENCE_SCRIPT)
+
+    def __repr__(self) -> str:
+        return f"<RedisLock {self.address} namespace={self.namespace!r}>"
+
+    # -- key layout --
+
+    def lock_key(self, key: str) -> str:
+        if key.startswith(_RESERVED):
+            raise ValueError(f"lock keys must not start with {' or '.join(_RESERVED)}: {key!r}")
+        return self.namespace + key
+
+    def fence_key(self, key: str) -> str:
+        return f"{self.namespace}fence:{key}"
+
+    def wake_key(self, key: str) -> str:
+        return f"{self.namespace}wake:{key}"
+
+    # -- start-up --
+
+    def check_server(self) -> ServerCheck:
+        """Refuse to start on an unreachable Redis or one that may evict lock keys.
+
+        Raises LockStartupError. When CONFIG is not allowed (managed Redis), the eviction policy
+        cannot be read: that is logged as a warning and the check passes.
+        """
+        try:
+            self._client.ping()
+            version = str(self._client.info("server").get("redis_version", "?"))
+        except RedisError as exc:
+            raise LockStartupError(f"lock backend: cannot reach Redis at {self.address}: {exc}") from exc
+        policy: str | None
+        persistence = "unknown"
+        try:
+            policy = str(self._client.config_get("maxmemory-policy").get("maxmemory-policy"))
+            save = self._client.config_get("save").get("save") or "off"
+            aof = self._client.config_get("appendonly").get("appendonly")
+            persistence = f"rdb save={save!r} appendonly={aof}"
+        except ResponseError as exc:
+            policy = None
+            logger.warning("lock backend: cannot read CONFIG on Redis at %s (%s); make sure its "
+                           "maxmemory-policy is noeviction", self.address, exc)
+        except RedisError as exc:
+            raise LockStartupError(f"lock backend: cannot reach Redis at {self.address}: {exc}") from exc
+        if policy is not None and policy != "noeviction":
+            raise LockStartupError(
+                f"lock backend: Redis at {self.address} has maxmemory-policy {policy!r}; lock keys "
+                f"could be evicted. Set maxmemory-policy noeviction (or use a dedicated Redis).")
+        try:  # loaded now, so the first acquire is one round trip too
+            for script in (self._acquire_script, self._release_script, self._extend_script, self._seed_script):
+                self._client.script_load(script.script)
+        except RedisError as exc:
+            raise LockStartupError(f"lock backend: cannot load scripts on Redis at {self.address}: {exc}") from exc
+        check = ServerCheck(address=self.address, version=version, maxmemory_policy=policy,
+                            persistence=persistence)
+        logger.info("lock backend: Redis %s at %s, maxmemory-policy=%s, persistence: %s, namespace %r",
+                    version, self.address, policy or "unknown", persistence, self.namespace)
+        return check
+
+    # -- backend hooks --
+
+    def _acquire(self, key: str, ttl_ms: int, owner: str, floor: int, timeout: float | None) -> Attempt:
+        keys = [self.lock_key(key), self.fence_key(key)]
+        args = [owner, ttl_ms, floor, self._fence_ttl_ms]
+        end = None if timeout is None else time.monotonic() + timeout
+        conflicted = False
+        while True:
+            sent = time.monotonic()
+            token, pttl, server_us = self._call("acquire", key, self._acquire_script, keys=keys, args=args)
+            if token:
+                pttl = max(int(pttl), 0)
+                grant = Grant(key=key, token=int(token), owner=owner, acquired=sent, ttl_ms=pttl,
+                              deadline=self.deadline(sent, pttl), server_time_us=int(server_us))
+                return Attempt(grant, conflicted)
+            conflicted = True
+            if end is None:
+                return Attempt(None, conflicted)
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return Attempt(None, conflicted)
+            # Wake on a release signal, or when the holder's TTL runs out, whichever comes first.
+            wait = min(remaining, self.wait_slice)
+            if int(pttl) >= 0:
+                wait = min(wait, int(pttl) / 1000)
+            self._wait_for_release(key, wait)
+
+    def _wait_for_release(self, key: str, seconds: float) -> None:
+        if seconds < self.short_wait:
+            time.sleep(seconds)
+            return
+        self._call("wait", key, self._waiter.blpop, [self.wake_key(key)], timeout=seconds)
+
+    def _release(self, grant: Grant) -> int:
+        keys = [self.lock_key(grant.key), self.wake_key(grant.key)]
+        status, holder, server_us = self._call("release", grant.key, self._release_script,
+                                               keys=keys, args=[self._value(grant), self._signal_ms])
+        self._check_owned(grant, int(status), int(holder))
+        return int(server_us)
+
+    def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
+        sent = time.monotonic()
+        status, holder = self._call("extend", grant.key, self._extend_script,
+                                    keys=[self.lock_key(grant.key)], args=[self._value(grant), ttl_ms])
+        self._check_owned(grant, int(status), int(holder))
+        return replace(grant, ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
+
+    def _seed_fence(self, key: str, floor: int) -> int:
+        self.lock_key(key)  # validates the key
+        return int(self._call("seed fence", key, self._seed_script, keys=[self.fence_key(key)], args=[floor]))
+
+    def _close(self) -> None:
+        self._pool.disconnect()
+        self._wait_pool.disconnect()
+
+    # -- helpers --
+
+    @staticmethod
+    def _value(grant: Grant) -> str:
+        return f"{grant.token}:{grant.owner}"
+
+    @staticmethod
+    def _check_owned(grant: Grant, status: int, holder: int) -> None:
+        if status == 0:
+            raise NotOwned(grant.key, grant.token)
+        if status < 0:
+            raise NotOwned(grant.key, grant.token, holder)
+
+    def _call(self, operation: str, key: str, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis command; any Redis failure becomes LockBackendUnavailable (fail closed)."""
+        try:
+            return command(*args, **kwargs)
+        except RedisError as exc:
+            raise LockBackendUnavailable(
+                f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+

@@ -1,0 +1,333 @@
+"""RedisLock against a real Redis: key layout, round trips, millisecond TTLs, fencing, start-up checks."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+import redis
+from redis.connection import AbstractConnection
+
+from locking.base import AlreadyHeld, LockBackendUnavailable, LockBusy, LockStartupError, NotOwned
+from locking.redis_lock import RedisLock
+from tests.locking.conftest import free_port
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts requests written to any Redis connection (one per command, or per pipeline)."""
+    sent = [0]
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    yield sent
+
+
+def test_keys_live_under_the_explicit_namespace(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                namespace: str, key: str) -> None:
+    grant = redis_lock.try_lock(key, 2)
+    assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"
+    assert 1900 < raw_redis.pttl(namespace + key) <= 2000
+    assert raw_redis.get(f"{namespace}fence:{key}") == str(grant.token)
+    redis_lock.unlock(grant)
+    assert raw_redis.exists(namespace + key) == 0
+    assert raw_redis.get(f"{namespace}fence:{key}") == str(grant.token)  # the fence stays
+
+
+def test_one_round_trip_per_operation(redis_lock: RedisLock, key: str, round_trips: list[int]) -> None:
+    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: a pooled connection exists
+
+    def count(operation):
+        before = round_trips[0]
+        result = operation()
+        return round_trips[0] - before, result
+
+    sent, grant = count(lambda: redis_lock.try_lock(key, 5))
+    assert sent == 1
+    sent, grant = count(lambda: redis_lock.extend(grant, 5))
+    assert sent == 1
+    busy = threading.Thread(target=lambda: redis_lock.try_lock(key, 5))
+    sent, _ = count(lambda: (busy.start(), busy.join()))
+    assert sent == 1
+    sent, _ = count(lambda: redis_lock.unlock(grant))
+    assert sent == 1
+
+
+def test_millisecond_ttls_are_kept(redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str) -> None:
+    grant = redis_lock.try_lock(key, 0.35)
+    assert 250 < raw_redis.pttl(namespace + key) <= 350
+    grant = redis_lock.extend(grant, 0.5)  # a sub-second extend must not become EXPIRE 0
+    assert 400 < raw_redis.pttl(namespace + key) <= 500
+    grant = redis_lock.extend(grant, 1.25)
+    assert 1150 < raw_redis.pttl(namespace + key) <= 1250
+    redis_lock.unlock(grant)
+
+
+def test_release_pushes_a_short_lived_wake_signal(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                  namespace: str, key: str) -> None:
+    for _ in range(3):
+        redis_lock.unlock(redis_lock.try_lock(key, 5))
+    wake = f"{namespace}wake:{key}"
+    assert raw_redis.llen(wake) == 1  # a flag, not a growing queue
+    assert 0 < raw_redis.pttl(wake) <= 1000
+
+
+def test_busy_acquire_does_not_burn_tokens(redis_lock: RedisLock, raw_redis: redis.Redis, redis_url: str,
+                                           namespace: str, key: str) -> None:
+    grant = redis_lock.try_lock(key, 5)
+    other = RedisLock(redis_url, namespace=namespace)
+    for _ in range(5):
+        assert other.try_lock(key, 5) is None
+    assert raw_redis.get(f"{namespace}fence:{key}") == str(grant.token)
+    redis_lock.unlock(grant)
+    other.close()
+
+
+def test_stale_release_and_extend_leave_the_holder_untouched(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                              redis_url: str, namespace: str, key: str) -> None:
+    """F10/F11 as seen in Redis: GET and PTTL of B's key do not change."""
+    a = redis_lock.try_lock(key, 0.15)
+    time.sleep(0.2)  # A's TTL runs out
+    other = RedisLock(redis_url, namespace=namespace)
+    b = other.try_lock(key, 30)
+    value = raw_redis.get(namespace + key)
+    pttl = raw_redis.pttl(namespace + key)
+    with pytest.raises(NotOwned) as released:
+        redis_lock.unlock(a)
+    with pytest.raises(NotOwned) as extended:
+        redis_lock.extend(a, 60)
+    assert released.value.holder_token == extended.value.holder_token == b.token
+    assert raw_redis.get(namespace + key) == value == f"{b.token}:{b.owner}"
+    assert pttl - 100 < raw_redis.pttl(namespace + key) <= pttl  # not reset to 60 s, not shortened
+    assert other.unlock(b) is True
+    other.close()
+
+
+def test_extend_after_expiry_does_not_recreate_the_key(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                      namespace: str, key: str) -> None:
+    a = redis_lock.try_lock(key, 0.1)
+    time.sleep(0.15)
+    with pytest.raises(NotOwned):
+        redis_lock.extend(a, 5)
+    assert raw_redis.exists(namespace + key) == 0
+
+
+def test_reacquire_after_a_lost_reply_returns_the_same_grant(redis_url: str, raw_redis: redis.Redis,
+                                                             namespace: str, key: str) -> None:
+    """The local deadline passed (here: a large drift margin) but Redis still holds our value,
+    as after an acquire whose reply was lost: asking again answers with our grant."""
+    locks = RedisLock(redis_url, namespace=namespace, drift_factor=0.45)
+    grant = locks.try_lock(key, 1)
+    time.sleep(max(0.0, grant.deadline - time.monotonic()) + 0.01)
+    assert not grant.is_valid() and raw_redis.exists(namespace + key)
+    again = locks.try_lock(key, 1)
+    assert again.token == grant.token
+    assert 0 < again.ttl_ms < 500  # what is left of the first lease, not a fresh one
+    assert locks.unlock(again) is True
+    locks.close()
+
+
+def test_reentry_is_refused_before_any_round_trip(redis_lock: RedisLock, key: str, round_trips: list[int]) -> None:
+    grant = redis_lock.try_lock(key, 5)
+    before = round_trips[0]
+    with pytest.raises(AlreadyHeld):
+        redis_lock.lock(key, 5, timeout=5)
+    assert round_trips[0] == before
+    redis_lock.unlock(grant)
+
+
+def test_seed_fence_raises_and_never_lowers(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                            namespace: str, key: str) -> None:
+    assert redis_lock.seed_fence(key, 41) == 41
+    assert raw_redis.get(f"{namespace}fence:{key}") == "41"
+    assert redis_lock.seed_fence(key, 7) == 41
+    grant = redis_lock.try_lock(key, 1)
+    assert grant.token == 42
+    redis_lock.unlock(grant)
+    big = 2**52 + 3
+    assert redis_lock.seed_fence(key, big) == big
+    grant = redis_lock.try_lock(key, 1)
+    assert grant.token == big + 1
+    assert raw_redis.get(namespace + key) == f"{big + 1}:{grant.owner}"
+    redis_lock.unlock(grant)
+
+
+def test_after_a_flush_tokens_regress_unless_floored(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                      redis_url: str, namespace: str, key: str) -> None:
+    """F5 in small: the fence counter goes with Redis's data; the caller's floor restores order."""
+    for _ in range(3):
+        redis_lock.unlock(redis_lock.try_lock(key, 5))
+    last = redis_lock.try_lock(key, 5)
+    for name in raw_redis.scan_iter(f"{namespace}*"):
+        raw_redis.delete(name)  # what FLUSHALL, or a restart without persistence, does
+    other = RedisLock(redis_url, namespace=namespace)
+    regressed = other.try_lock(key, 5)
+    assert regressed.token < last.token  # the known hazard: the database fence must refuse it
+    other.unlock(regressed)
+    fresh = other.try_lock(key, 5, floor=last.token)
+    assert fresh.token > last.token
+    with pytest.raises(NotOwned):
+        redis_lock.unlock(last)
+    other.unlock(fresh)
+    other.close()
+
+
+def test_fence_ttl_lets_idle_counters_expire(redis_url: str, raw_redis: redis.Redis, namespace: str, key: str) -> None:
+    locks = RedisLock(redis_url, namespace=namespace, fence_ttl=60)
+    locks.unlock(locks.try_lock(key, 1))
+    assert 59_000 < raw_redis.pttl(f"{namespace}fence:{key}") <= 60_000
+    locks.close()
+
+
+def test_reserved_key_prefixes_are_refused(redis_lock: RedisLock) -> None:
+    for bad in ("fence:x", "wake:x"):
+        with pytest.raises(ValueError):
+            redis_lock.try_lock(bad, 1)
+
+
+def test_client_has_no_retries_and_short_timeouts(redis_lock: RedisLock) -> None:
+    for pool in (redis_lock._pool, redis_lock._wait_pool):
+        kwargs = pool.connection_kwargs
+        assert kwargs["retry"].get_retries() == 0
+        assert kwargs["health_check_interval"] == 0
+        assert kwargs["socket_connect_timeout"] == 0.25
+        connection = pool.make_connection()
+        assert connection.retry.get_retries() == 0
+    assert redis_lock._pool.connection_kwargs["socket_timeout"] == 0.25
+
+
+def test_url_query_cannot_loosen_the_timeouts(redis_url: str, namespace: str) -> None:
+    locks = RedisLock(redis_url + "?socket_timeout=30&socket_connect_timeout=30", namespace=namespace)
+    assert locks._pool.connection_kwargs["socket_timeout"] == 0.25
+    assert locks._pool.connection_kwargs["socket_connect_timeout"] == 0.25
+    locks.close()
+
+
+# --- backend down -----------------------------------------------------------------------------------
+
+def test_unreachable_redis_fails_fast(namespace: str, key: str) -> None:
+    """F7: nothing listens on the port."""
+    locks = RedisLock(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
+    for attempt in (lambda: locks.try_lock(key, 5), lambda: locks.lock(key, 5, timeout=5)):
+        started = time.monotonic()
+        with pytest.raises(LockBackendUnavailable) as caught:
+            attempt()
+        assert time.monotonic() - started < 1.0
+        assert "127.0.0.1" in str(caught.value)
+    locks.close()
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung Redis. Counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.sock.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_hung_redis_fails_within_the_socket_timeout_without_retrying(silent_server: SilentServer,
+                                                                     namespace: str, key: str) -> None:
+    locks = RedisLock(f"redis://127.0.0.1:{silent_server.port}/0", namespace=namespace)
+    started = time.monotonic()
+    with pytest.raises(LockBackendUnavailable):
+        locks.try_lock(key, 5)
+    elapsed = time.monotonic() - started
+    assert 0.2 <= elapsed < 1.0
+    assert len(silent_server.accepted) == 1  # one connection, no retry
+    locks.close()
+
+
+def test_check_server_on_unreachable_redis_is_a_startup_error(namespace: str) -> None:
+    port = free_port()
+    locks = RedisLock(f"redis://:secret@127.0.0.1:{port}/3", namespace=namespace)
+    started = time.monotonic()
+    with pytest.raises(LockStartupError) as caught:
+        locks.check_server()
+    assert time.monotonic() - started < 1.0
+    assert f"127.0.0.1:{port}/3" in str(caught.value)
+    assert "secret" not in str(caught.value)
+    locks.close()
+
+
+# --- start-up checks --------------------------------------------------------------------------------
+
+def test_check_server_refuses_an_evicting_redis(redis_lock: RedisLock, raw_redis: redis.Redis) -> None:
+    original = raw_redis.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        raw_redis.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.raises(LockStartupError) as caught:
+            redis_lock.check_server()
+    finally:
+        raw_redis.config_set("maxmemory-policy", original)
+    assert "allkeys-lru" in str(caught.value)
+    assert "noeviction" in str(caught.value)
+    assert redis_lock.check_server().maxmemory_policy == "noeviction"
+
+
+def test_check_server_warns_when_config_is_not_allowed(redis_url: str, raw_redis: redis.Redis, namespace: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    user, password = f"qmtest-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    raw_redis.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+                          commands=["+@all", "-config"])
+    try:
+        base = redis_url.split("://", 1)[1]
+        locks = RedisLock(f"redis://{user}:{password}@{base}", namespace=namespace)
+        with caplog.at_level("WARNING", logger="quantmesh.locking"):
+            check = locks.check_server()
+        assert check.maxmemory_policy is None
+        assert "maxmemory-policy" in caplog.text
+        locks.unlock(locks.try_lock("reconcile:binance:BTC/USDT", 1))
+        locks.close()
+    finally:
+        raw_redis.acl_deluser(user)
+
+
+# --- F18: same key everywhere -----------------------------------------------------------------------
+
+def test_two_instances_with_the_same_namespace_contend(redis_url: str, raw_redis: redis.Redis,
+                                                       namespace: str, key: str) -> None:
+    """Two services with their own clients (as two bot instances whose Django caches differ in
+    KEY_PREFIX or VERSION: the lock never goes through the cache) exclude each other."""
+    one = RedisLock(redis_url, namespace=namespace, instance_id="bot-1")
+    two = RedisLock(redis_url, namespace=namespace, instance_id="bot-2")
+    grant = one.try_lock(key, 5)
+    assert two.try_lock(key, 5) is None
+    with pytest.raises(LockBusy):
+        two.lock(key, 5, timeout=0.15)
+    assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"  # no cache prefix/version
+    one.unlock(grant)
+    grant_two = two.try_lock(key, 5)
+    assert grant_two.token > grant.token
+    two.unlock(grant_two)
+    one.close()
+    two.close()

@@ -48,6 +48,7 @@ class Discrepancy(models.Model):
     class Kind(models.TextChoices):
         MISSED_FILL = "missed_fill", "fill missing from the ledger"
         FINAL_STATE = "final_state", "order ended at the exchange, live in the ledger"
+        UNACKNOWLEDGED = "unacknowledged", "accepted by the exchange, pending in the ledger"
         NEVER_PLACED = "never_placed", "intent never reached the exchange"
         UNKNOWN_ORDER = "unknown_order", "live in the ledger, unknown to the exchange"
         ORPHAN = "orphan", "our order at the exchange without a ledger row"

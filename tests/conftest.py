@@ -2,6 +2,8 @@ import pytest
 
 from tests.services import require_redis
 
+pytest_plugins = ["tests.paper"]
+
 
 @pytest.fixture
 def redis_url() -> str:

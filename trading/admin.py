@@ -55,7 +55,7 @@ class SymbolAdmin(admin.ModelAdmin):
         "status", "pause_reason", "paused_until", "anchor_price", "tick_size", "step_size", "min_notional",
         "fence_token", "created_at", "updated_at",
     ]
-    actions = ["pause_symbols", "resume_symbols"]
+    actions = ["pause_symbols", "resume_symbols", "reconcile_now"]
     fieldsets = [
         (None, {"fields": ["account", "symbol", "status", "pause_reason", "paused_until"]}),
         (
@@ -90,6 +90,28 @@ class SymbolAdmin(admin.ModelAdmin):
         for symbol in queryset:
             services.symbol_pause(symbol, reason=f"paused from the admin by {request.user.get_username()}")
         self.message_user(request, f"Paused {queryset.count()} symbol(s).", messages.SUCCESS)
+
+    @admin.action(description="Reconcile the selected symbols now", permissions=["change"])
+    def reconcile_now(self, request, queryset):
+        from reconciliation.models import ReconcileRun
+        from reconciliation.services import ReconcileFailed, reconcile_symbols
+
+        try:
+            outcomes = reconcile_symbols(
+                list(queryset.select_related("account")), trigger=ReconcileRun.Trigger.ADMIN,
+                instance_id=f"admin:{request.user.get_username()}", lock_timeout=5,
+            )
+        except ReconcileFailed as exc:
+            self.message_user(request, f"Reconcile could not run: {exc}", messages.ERROR)
+            return
+        for outcome in outcomes:
+            level = messages.SUCCESS if not outcome.unresolved and outcome.status != "failed" else messages.WARNING
+            self.message_user(
+                request,
+                f"{outcome.symbol}: {outcome.status}, {len(outcome.findings)} discrepancies, {outcome.unresolved} need a person"
+                + (f" ({outcome.error})" if outcome.error else ""),
+                level,
+            )
 
     @admin.action(description="Resume the selected symbols", permissions=["change"])
     def resume_symbols(self, request, queryset):

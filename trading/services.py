@@ -234,11 +234,15 @@ def fill_record(
         Order.objects.select_for_update().filter(symbol=symbol, exchange_order_id=exchange_order_id).first()
         if exchange_order_id else None
     )
-    fill = Fill.objects.create(
-        account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
-        exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
-        fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: losing a race to another writer is not an error
+            fill = Fill.objects.create(
+                account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
+                exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
+                fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at,
+            )
+    except IntegrityError:
+        return None  # another process applied this trade first
     if order is None:
         log.warning("%s: trade %s of order %s has no ledger row (left to reconciliation)", symbol.symbol, trade_id, exchange_order_id)
         return FillResult(fill, None, False)

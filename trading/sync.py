@@ -117,8 +117,12 @@ class LedgerSync:
         for order in live:
             remote = by_cid.get(order.client_order_id)
             if remote is not None:
+                unacknowledged = order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN)
                 if not self.dry_run:
                     services.order_apply_exchange_state(order, remote, writer=self.writer)
+                if unacknowledged:
+                    changes.append(Change("unacknowledged", order, remote, "none" if self.dry_run else "repaired",
+                                          "open at the exchange; the reply had not reached the ledger"))
                 continue
             change = self.resolve(order)
             if change is not None:

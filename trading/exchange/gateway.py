@@ -250,7 +250,8 @@ class ExchangeGateway:
         if not isinstance(raw, dict) or raw.get("id") in (None, ""):
             raise errors.MalformedReply(f"exchange returned an order without an id for {expect_client_id or symbol}")
         info = raw.get("info") or {}
-        client_id = raw.get("clientOrderId") or info.get("clientOrderId") or info.get("origClientOrderId") or ""
+        # A cancel reply carries the cancel request's own id in clientOrderId; the order's is origClientOrderId.
+        client_id = info.get("origClientOrderId") or raw.get("clientOrderId") or info.get("clientOrderId") or ""
         if expect_client_id and client_id and client_id != expect_client_id:
             raise errors.MalformedReply(f"exchange answered order {client_id!r} for {expect_client_id!r}")
         amount = dec(raw.get("amount"), field="amount")

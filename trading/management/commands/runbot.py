@@ -55,7 +55,7 @@ class Command(BaseCommand):
             simulator = start_embedded_simulator(symbols)
             paper_url = simulator.base_url
             self.stdout.write(f"paper exchange: built-in simulator at {paper_url}")
-        locks = build_locks()
+        locks = build_locks(instance_id)
         if opts["metrics_port"] is not None:
             from trading.metrics import serve_metrics
 
@@ -133,10 +133,10 @@ def start_embedded_simulator(symbols: list[Symbol]):
     return server
 
 
-def build_locks():
-    from locking.factory import build_lock_service
+def build_locks(instance_id: str):
+    from locking.setup import lock_service_from_settings
 
     try:
-        return build_lock_service(settings.QM_LOCK_BACKEND, settings.REDIS_URL, instance_id=settings.QM_INSTANCE_ID)
+        return lock_service_from_settings(instance_id=instance_id)
     except Exception as exc:  # a lock backend that cannot start is a start-up error, never a fall-back
         raise CommandError(f"lock backend {settings.QM_LOCK_BACKEND!r} cannot start: {exc}") from None

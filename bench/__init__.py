@@ -1,0 +1,1 @@
+"""Benchmarks. `python -m bench` runs them all; each `bench/bench_*.py` also runs alone."""

@@ -1,0 +1,32 @@
+"""Prometheus metrics of reconciliation."""
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, Counter, Gauge
+
+
+def _get_or_create(kind, name, documentation, labels):
+    existing = REGISTRY._names_to_collectors.get(name)
+    return existing if existing is not None else kind(name, documentation, labels)
+
+
+RUNS = _get_or_create(Counter, "quantmesh_reconcile_runs_total", "Reconcile passes, by outcome.", ("symbol", "status"))
+DISCREPANCIES = _get_or_create(
+    Counter, "quantmesh_reconcile_discrepancies_total", "Discrepancies found, by kind.", ("symbol", "kind")
+)
+LAST_SUCCESS = _get_or_create(
+    Gauge, "quantmesh_reconcile_last_success_timestamp_seconds", "When the last pass that could run finished.", ("symbol",)
+)
+
+
+def record_run(symbol: str, status: str) -> None:
+    RUNS.labels(symbol, status).inc()
+
+
+def record_outcome(outcome) -> None:
+    record_run(outcome.symbol, outcome.status)
+    for finding in outcome.findings:
+        DISCREPANCIES.labels(outcome.symbol, finding.kind).inc()
+    if outcome.status != "failed":
+        LAST_SUCCESS.labels(outcome.symbol).set(time.time())

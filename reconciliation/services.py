@@ -1,0 +1,291 @@
+"""One reconcile pass over one symbol: compare the ledger with the exchange, repair what is safe,
+record everything.
+
+Under the symbol's reconcile lock (blocking, 30 s), so the bot's loop, cron and Celery can all
+run it at the same time: one pass runs at a time, and every repair goes through the same
+services and fence as the bot, so applying a fill twice is impossible.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from locking.base import RECONCILE_LOCK_TTL, LockService, reconcile_lock_key
+from reconciliation import metrics
+from reconciliation.models import Discrepancy, ReconcileRun
+from trading import services
+from trading.exchange.gateway import ExchangeGateway
+from trading.exchange.types import ExchangeOrder, Trade
+from trading.models import LIVE_STATUSES, GridSlot, Order, Symbol
+from trading.sync import Change, LedgerSync
+
+log = logging.getLogger("quantmesh.reconcile")
+
+TRADE_LOOKBACK = timedelta(hours=24)
+
+
+class ReconcileFailed(Exception):
+    """The pass could not run (lock busy past its timeout, exchange down, ...)."""
+
+
+@dataclass
+class Finding:
+    kind: str
+    action: str
+    client_order_id: str = ""
+    exchange_order_id: str = ""
+    ledger_view: dict = field(default_factory=dict)
+    exchange_view: dict = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class Outcome:
+    symbol: str
+    status: str
+    findings: list[Finding]
+    orders_checked: int = 0
+    trades_checked: int = 0
+    run_id: int | None = None
+    error: str = ""
+
+    @property
+    def unresolved(self) -> int:
+        return sum(1 for f in self.findings if f.action in (Discrepancy.Action.REPORTED, Discrepancy.Action.PAUSED))
+
+    def as_dict(self) -> dict:
+        return {
+            "symbol": self.symbol, "status": self.status, "run_id": self.run_id, "orders_checked": self.orders_checked,
+            "trades_checked": self.trades_checked, "discrepancies": len(self.findings), "unresolved": self.unresolved,
+            "error": self.error,
+            "findings": [f.__dict__ for f in self.findings],
+        }
+
+
+def _order_view(order: Order | None) -> dict:
+    if order is None:
+        return {}
+    return {"status": order.status, "side": order.side, "level": order.level, "price": str(order.price),
+            "amount": str(order.amount), "filled": str(order.filled_amount)}
+
+
+def _remote_view(remote) -> dict:
+    if isinstance(remote, ExchangeOrder):
+        return {"status": remote.status, "side": remote.side, "price": str(remote.price), "amount": str(remote.amount),
+                "filled": str(remote.filled), "client_order_id": remote.client_order_id}
+    if isinstance(remote, Trade):
+        return {"trade_id": remote.trade_id, "side": remote.side, "price": str(remote.price), "amount": str(remote.amount),
+                "fee": str(remote.fee), "fee_currency": remote.fee_currency}
+    return {}
+
+
+def _finding(change: Change) -> Finding:
+    remote = change.remote
+    return Finding(
+        kind=change.kind, action=change.action,
+        client_order_id=change.order.client_order_id if change.order else getattr(remote, "client_order_id", ""),
+        exchange_order_id=(change.order.exchange_order_id if change.order and change.order.exchange_order_id
+                           else getattr(remote, "exchange_order_id", "")) or "",
+        ledger_view=_order_view(change.order), exchange_view=_remote_view(remote), note=change.note,
+    )
+
+
+class Reconciler:
+    def __init__(self, symbol: Symbol, gateway: ExchangeGateway, locks: LockService, *, instance_id: str, trigger: str,
+                 dry_run: bool = False, lock_timeout: float = RECONCILE_LOCK_TTL):
+        self.symbol = symbol
+        self.gateway = gateway
+        self.locks = locks
+        self.instance_id = instance_id
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.lock_timeout = lock_timeout
+
+    def run(self) -> Outcome:
+        key = reconcile_lock_key(self.gateway.exchange.id, self.symbol.symbol)
+        try:
+            grant = self.locks.lock(key, RECONCILE_LOCK_TTL, self.lock_timeout, floor=self.symbol.reconcile_token)
+        except Exception as exc:  # busy past the timeout, or the backend is down: fail closed
+            metrics.record_run(self.symbol.symbol, "failed")
+            raise ReconcileFailed(f"reconcile lock {key}: {exc}") from exc
+        try:
+            return self._run_locked(grant.token)
+        finally:
+            try:
+                self.locks.unlock(grant)
+            except Exception as exc:
+                log.warning("%s reconcile lock release: %s", self.symbol.symbol, exc)
+
+    def _run_locked(self, token: int) -> Outcome:
+        self.symbol.refresh_from_db()
+        run = None
+        if not self.dry_run:
+            run = ReconcileRun.objects.create(symbol=self.symbol, instance_id=self.instance_id, trigger=self.trigger,
+                                              lock_token=token)
+        writer = services.Writer(self.instance_id, self.symbol.fence_token)
+        sync = LedgerSync(self.symbol, self.gateway, writer, dry_run=self.dry_run)
+        outcome = Outcome(symbol=self.symbol.symbol, status=ReconcileRun.Status.RUNNING, findings=[])
+        try:
+            remote_open = self.gateway.fetch_open_orders(self.symbol.symbol)
+            outcome.orders_checked = len(remote_open) + Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES).count()
+            outcome.findings += self._check_open_orders(sync, remote_open)
+            trades = self._recent_trades()
+            outcome.trades_checked = len(trades)
+            trade_changes = sync.apply_trades(trades)
+            outcome.findings += [_finding(c) for c in trade_changes]
+            outcome.findings += [_finding(c) for c in sync.sync_orders(remote_open)]
+            unapplied = [c.remote for c in trade_changes if self.dry_run]
+            outcome.findings += self._check_balance(unapplied)
+        except Exception as exc:
+            outcome.status = ReconcileRun.Status.FAILED
+            outcome.error = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("%s reconcile failed: %s", self.symbol.symbol, outcome.error)
+        else:
+            if not outcome.findings:
+                outcome.status = ReconcileRun.Status.CLEAN
+            elif outcome.unresolved:
+                outcome.status = ReconcileRun.Status.ATTENTION
+            else:
+                outcome.status = ReconcileRun.Status.REPAIRED
+        if run is not None:
+            self._save(run, outcome, token)
+        metrics.record_outcome(outcome)
+        return outcome
+
+    # --- checks --------------------------------------------------------------------------------
+    def _check_open_orders(self, sync: LedgerSync, remote_open: list[ExchangeOrder]) -> list[Finding]:
+        findings = []
+        known = {o.client_order_id: o for o in Order.objects.filter(symbol=self.symbol,
+                                                                       client_order_id__in=[r.client_order_id for r in remote_open])}
+        prefix = f"{self.symbol.account.client_id_prefix}-"
+        for remote in remote_open:
+            order = known.get(remote.client_order_id)
+            if order is not None:
+                if not order.is_live:
+                    findings.append(Finding(Discrepancy.Kind.REOPENED, Discrepancy.Action.REPORTED, order.client_order_id,
+                                            remote.exchange_order_id, _order_view(order), _remote_view(remote),
+                                            "final in the ledger but open at the exchange"))
+                continue
+            if not remote.client_order_id.startswith(prefix):
+                findings.append(Finding(Discrepancy.Kind.FOREIGN, Discrepancy.Action.REPORTED, remote.client_order_id,
+                                        remote.exchange_order_id, {}, _remote_view(remote), "left untouched"))
+                continue
+            adopted = sync.adopt(remote)
+            if adopted is not None:
+                findings.append(Finding(Discrepancy.Kind.ORPHAN, Discrepancy.Action.ADOPTED, remote.client_order_id,
+                                        remote.exchange_order_id, _order_view(adopted), _remote_view(remote)))
+            else:
+                action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.REPORTED
+                findings.append(Finding(Discrepancy.Kind.ORPHAN, action, remote.client_order_id,
+                                        remote.exchange_order_id, {}, _remote_view(remote),
+                                        "our prefix but no slot of this symbol" if not self.dry_run else "would adopt"))
+        return findings
+
+    def _recent_trades(self) -> list[Trade]:
+        """Trades since the older of the oldest live order and the newest recorded fill (a minute
+        of slack), or the last day when the ledger has neither."""
+        marks = []
+        oldest_live = Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES).order_by("created_at").first()
+        if oldest_live is not None:
+            marks.append(oldest_live.created_at)
+        latest_fill = self.symbol.fills.order_by("-traded_at").first()
+        if latest_fill is not None:
+            marks.append(latest_fill.traded_at)
+        since = min(marks) - timedelta(minutes=1) if marks else timezone.now() - TRADE_LOOKBACK
+        trades: list[Trade] = []
+        since_ms = int(since.timestamp() * 1000)
+        while True:
+            batch = self.gateway.fetch_my_trades(self.symbol.symbol, since_ms=since_ms, limit=1000)
+            trades += batch
+            if len(batch) < 1000:
+                return trades
+            since_ms = max(t.timestamp_ms for t in batch)
+
+    def _check_balance(self, unapplied: list[Trade]) -> list[Finding]:
+        """Base holdings implied by the ledger (plus, in a dry run, the trades it would apply) vs
+        the exchange's balance."""
+        base = self.symbol.symbol.split("/")[0]
+        balances = self.gateway.fetch_balances()
+        exchange_total = balances[base].total if base in balances else Decimal(0)
+        ledger_holding = sum((h for h in GridSlot.objects.filter(symbol=self.symbol).values_list("holding", flat=True)), Decimal(0))
+        for trade in unapplied:
+            received = trade.amount - (trade.fee if trade.fee_currency == base else 0)
+            ledger_holding += received if trade.side == "buy" else -trade.amount
+        if self.symbol.base_offset is None:
+            # First pass: whatever the account held beyond the grid's slots is not the grid's.
+            if not self.dry_run:
+                Symbol.objects.filter(pk=self.symbol.pk, base_offset__isnull=True).update(base_offset=exchange_total - ledger_holding)
+            return []
+        expected = ledger_holding + self.symbol.base_offset
+        drift = exchange_total - expected
+        step = self.symbol.step_size or Decimal(0)
+        if abs(drift) <= step:
+            return []
+        price = self.gateway.fetch_ticker(self.symbol.symbol).last
+        view = {"ledger_holding": str(ledger_holding), "offset": str(self.symbol.base_offset), "expected": str(expected)}
+        exchange_view = {"balance": str(exchange_total), "drift": str(drift), "drift_value": str(drift * price)}
+        if abs(drift) * price >= self.symbol.order_quantity:
+            action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.PAUSED
+            if not self.dry_run:
+                services.symbol_pause(self.symbol, reason=f"reconcile: {base} balance drift {drift} (worth {drift * price:.2f})")
+            note = "drift worth more than one grid order: symbol paused"
+        else:
+            action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.REPORTED
+            note = "drift below one grid order"
+        return [Finding(Discrepancy.Kind.BALANCE_DRIFT, action, ledger_view=view, exchange_view=exchange_view, note=note)]
+
+    # --- recording -----------------------------------------------------------------------------
+    @transaction.atomic
+    def _save(self, run: ReconcileRun, outcome: Outcome, token: int) -> None:
+        # A paused reconciler whose lock expired must not overwrite a newer pass's conclusions.
+        fresh = Symbol.objects.filter(pk=self.symbol.pk, reconcile_token__lte=token).update(reconcile_token=token)
+        if not fresh:
+            outcome.status = ReconcileRun.Status.FAILED
+            outcome.error = f"fenced: reconcile token {token} is older than a later pass"
+        Discrepancy.objects.bulk_create([
+            Discrepancy(run=run, kind=f.kind, client_order_id=f.client_order_id[:64],
+                        exchange_order_id=(f.exchange_order_id or "")[:64], ledger_view=f.ledger_view,
+                        exchange_view=f.exchange_view, action=f.action, note=f.note[:300])
+            for f in outcome.findings
+        ])
+        ReconcileRun.objects.filter(pk=run.pk).update(
+            status=outcome.status, finished_at=timezone.now(), orders_checked=outcome.orders_checked,
+            trades_checked=outcome.trades_checked, discrepancies=len(outcome.findings),
+            repaired=len(outcome.findings) - outcome.unresolved, unresolved=outcome.unresolved, error=outcome.error,
+        )
+        outcome.run_id = run.pk
+
+
+def reconcile_symbols(symbols: list[Symbol], *, trigger: str, instance_id: str, dry_run: bool = False,
+                      lock_timeout: float = RECONCILE_LOCK_TTL, locks: LockService | None = None) -> list[Outcome]:
+    """Reconcile each symbol with a gateway of its account. Raises ReconcileFailed when a pass
+    cannot run at all (lock, exchange set-up)."""
+    from django.conf import settings
+
+    from locking.setup import lock_service_from_settings
+    from trading.exchange.accounts import gateway_for
+    from trading.exchange.errors import ExchangeFailure
+
+    own_locks = locks is None
+    try:
+        locks = locks or lock_service_from_settings(instance_id=instance_id)
+    except Exception as exc:
+        raise ReconcileFailed(f"lock backend: {exc}") from exc
+    outcomes = []
+    try:
+        for symbol in symbols:
+            try:
+                gateway = gateway_for(symbol.account, paper_url=settings.QM_PAPER_EXCHANGE_URL or None)
+            except ExchangeFailure as exc:
+                raise ReconcileFailed(f"{symbol.symbol}: {exc}") from exc
+            outcomes.append(Reconciler(symbol, gateway, locks, instance_id=instance_id, trigger=trigger,
+                                       dry_run=dry_run, lock_timeout=lock_timeout).run())
+    finally:
+        if own_locks:
+            locks.close()
+    return outcomes

@@ -1,0 +1,44 @@
+"""Paper-trading fixtures: an in-process simulator, a paper account and symbol, engines."""
+from decimal import Decimal
+
+import pytest
+
+from locking.nop import NopLock
+from trading import services
+from trading.engine import SymbolEngine
+from trading.exchange.accounts import gateway_for
+from trading.models import ExchangeAccount, Symbol
+from trading.simulator import MarketSpec, SimConfig, SimulatorServer
+
+START = Decimal("60000")
+
+
+@pytest.fixture
+def sim():
+    config = SimConfig(
+        markets=[MarketSpec("BTC/USDT", price=START, tick=Decimal("0.01"), step=Decimal("0.00001"), min_notional=Decimal("5"))],
+        balances={"USDT": Decimal("100000"), "BTC": Decimal("0")},
+        seed=3,
+    )
+    with SimulatorServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def paper_symbol(sim, db):
+    account = ExchangeAccount.objects.create(name="paper", exchange_id="binance", paper=True, base_url=sim.base_url)
+    return Symbol.objects.create(
+        account=account, symbol="BTC/USDT", price_interval=Decimal("200"), order_quantity=Decimal("50"),
+        min_order_value=Decimal("5"), buy_window_size=3, sell_window_size=3, position_safety_check=0,
+    )
+
+
+@pytest.fixture
+def make_engine(paper_symbol):
+    def build(symbol=None, locks=None, writer=None):
+        symbol = symbol or Symbol.objects.get(pk=paper_symbol.pk)
+        engine = SymbolEngine(symbol, gateway_for(symbol.account), locks or NopLock(),
+                              writer=writer or services.Writer("test-bot", 0))
+        engine.prepare()
+        return engine
+    return build

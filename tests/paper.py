@@ -19,6 +19,7 @@ def sim():
         markets=[MarketSpec("BTC/USDT", price=START, tick=Decimal("0.01"), step=Decimal("0.00001"), min_notional=Decimal("5"))],
         balances={"USDT": Decimal("100000"), "BTC": Decimal("0")},
         seed=3,
+        weight_limit=10**9,  # bots in tests tick every 50 ms
     )
     with SimulatorServer(config) as server:
         yield server

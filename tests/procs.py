@@ -48,7 +48,7 @@ def manage(*args: str, log_path: Path | None = None, **env: str) -> subprocess.P
     )
 
 
-def wait_for(condition, *, timeout: float = 30.0, what: str = "condition", proc: subprocess.Popen | None = None,
+def wait_for(condition, *, timeout: float = 60.0, what: str = "condition", proc: subprocess.Popen | None = None,
              log_path: Path | None = None):
     """Poll `condition()` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

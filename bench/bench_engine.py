@@ -44,19 +44,19 @@ def ticks_per_second(n: int, seconds: float) -> dict:
         bot = Bot(symbols, NopLock(), BotOptions(instance_id=f"bench-{n}", tick_interval=0.001, status_interval=3600),
                   out=lambda line: None)
         bot.start()
-        for run in bot.runs:
+        for run in bot.runs.values():
             run.ready.wait(60)
-        before = sum(r.ticks for r in bot.runs)
+        before = sum(r.ticks for r in bot.runs.values())
         started = time.perf_counter()
         time.sleep(seconds)
-        after = sum(r.ticks for r in bot.runs)
+        after = sum(r.ticks for r in bot.runs.values())
         elapsed = time.perf_counter() - started
         bot.stop()
         bot.join()
         orders = len(sim.engine.ledger())
     total = (after - before) / elapsed
     return {"symbols": n, "ticks_per_second": round(total, 1), "ticks_per_second_per_symbol": round(total / n, 2),
-            "orders_accepted": orders, "errors": sum(r.errors for r in bot.runs)}
+            "orders_accepted": orders, "errors": sum(r.errors for r in bot.runs.values())}
 
 
 def tick_latency(rounds: int) -> dict:

@@ -90,7 +90,7 @@ def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | 
         return {
             "ENGINE": "quantmesh.db.backends.sqlite3",
             "NAME": str(path),
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
             "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
         }
     engines = {

@@ -36,9 +36,20 @@ if len(QM_INSTANCE_ID) > 64:
     raise ConfigError(f"QM_INSTANCE_ID is {len(QM_INSTANCE_ID)} characters long (at most 64)")
 QM_LIVE_TRADING = env_bool("QM_LIVE_TRADING", False)
 QM_LOCK_BACKEND = env_choice("QM_LOCK_BACKEND", "nop", ("nop", "redis"))
+# Prefix of every lock key in Redis; instances that must exclude each other share it.
+QM_LOCK_NAMESPACE = env_str("QM_LOCK_NAMESPACE", "quantmesh:lock:")
 REDIS_URL = check_redis_url(env_str("REDIS_URL", "redis://127.0.0.1:6379/0"))
 QM_PAPER_EXCHANGE_URL = env_str("QM_PAPER_EXCHANGE_URL")
 QM_LOCK_EVENT_RETENTION_DAYS = env_int("QM_LOCK_EVENT_RETENTION_DAYS", 14, minimum=1)
+# Multi-instance mode: how long a symbol lease lasts without renewal (renewed every third of it).
+QM_LEASE_TTL_MS = env_int("QM_LEASE_TTL_MS", 10_000, minimum=300, maximum=600_000)
+# How long a signed order request stays executable at the exchange (Binance recvWindow), and the
+# margin added for clock offset before "not found" is taken to mean "never placed".
+QM_RECV_WINDOW_MS = env_int("QM_RECV_WINDOW_MS", 5_000, minimum=100, maximum=60_000)
+QM_CLOCK_MARGIN_MS = env_int("QM_CLOCK_MARGIN_MS", 2_000, minimum=0, maximum=60_000)
+# Test-only switches for the fault-injection suite; never set them in production.
+QM_TEST_UNSAFE_NO_FENCE = env_bool("QM_TEST_UNSAFE_NO_FENCE", False)
+QM_TEST_PAUSE_AT = env_str("QM_TEST_PAUSE_AT")
 if QM_LOCK_BACKEND == "redis" and not os.environ.get("REDIS_URL"):
     raise ConfigError("REDIS_URL is not set but QM_LOCK_BACKEND=redis needs it")
 

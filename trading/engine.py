@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -33,12 +35,12 @@ from locking.base import (
     order_lock_key,
     record_event,
 )
-from trading import grid, services
+from trading import faultpoints, grid, services
 from trading.errors import FencedWrite
 from trading.exchange import errors as xerr
 from trading.exchange.gateway import ExchangeGateway
-from trading.sync import LedgerSync, ms_to_datetime
 from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
+from trading.sync import LedgerSync, ms_to_datetime
 
 log = logging.getLogger("quantmesh.engine")
 
@@ -100,12 +102,14 @@ class SymbolEngine:
         locks: LockService,
         *,
         writer: services.Writer,
+        guard: Callable[[], bool] = lambda: True,
         monotonic=time.monotonic,
     ):
         self.symbol = symbol
         self.gateway = gateway
         self.locks = locks
         self.writer = writer
+        self.guard = guard  # False once this instance may no longer trade the symbol (lease lost)
         self.monotonic = monotonic
         self.exchange_id = gateway.exchange.id
         self.rules: grid.MarketRules | None = None
@@ -123,6 +127,11 @@ class SymbolEngine:
         """Load the exchange's rules, anchor the lattice (once, persisted) and run the start-up
         position safety check. Raises `xerr.Rejected` when the exchange does not list the symbol."""
         rules = self.gateway.market_rules(self.symbol.symbol)
+        if self.symbol.order_quantity < rules.min_notional:
+            raise xerr.Rejected(
+                f"{self.symbol.symbol}: order_quantity {show(self.symbol.order_quantity)} is below the exchange's "
+                f"minimum notional {show(rules.min_notional)}"
+            )
         services.symbol_store_market(
             self.symbol, tick_size=rules.tick_size, step_size=rules.step_size, min_notional=rules.min_notional
         )
@@ -160,7 +169,7 @@ class SymbolEngine:
         if self.symbol.status == Symbol.Status.STOPPED:
             result.paused = True
             return result
-        if self.monotonic() < self.backoff_until:
+        if self.monotonic() < self.backoff_until or not self.guard():
             return result
         try:
             self._refresh_lattice()
@@ -273,7 +282,7 @@ class SymbolEngine:
             log.info("%s level %s: order lock busy, skipped this tick", self.symbol.symbol, wanted.level)
             return None
         try:
-            if not grant.is_valid():
+            if not grant.is_valid() or not self.guard():
                 return None
             return self._place_locked(wanted, result)
         finally:
@@ -291,6 +300,9 @@ class SymbolEngine:
             log.info("%s level %s %s: slot already has a live order; not sending", self.symbol.symbol, wanted.level, wanted.side)
             return None
         cid = order.client_order_id
+        faultpoints.reached("before_send")
+        if settings.QM_TEST_UNSAFE_NO_FENCE:
+            signed_at_ms = None  # test-only: sign at send time, as a naive client would
         try:
             remote = self.gateway.create_limit_order(
                 symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,

@@ -140,6 +140,10 @@ class Symbol(models.Model):
     fence_token = models.BigIntegerField(default=0, editable=False)
     # Highest reconcile-lock token that wrote a reconcile run: a paused reconciler cannot write.
     reconcile_token = models.BigIntegerField(default=0, editable=False)
+    # Multi-instance mode: the instance holding the symbol's lease, and the lease's token.
+    owner_instance = models.CharField(max_length=64, blank=True, editable=False)
+    owner_token = models.BigIntegerField(default=0, editable=False)
+    owner_since = models.DateTimeField(null=True, blank=True, editable=False)
     # Base-asset holdings at the exchange that the grid did not buy (set by the first reconcile).
     base_offset = money(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -1,9 +1,14 @@
-"""The bot process: one thread per symbol, a heartbeat, status lines and a graceful stop.
+"""The bot process: one thread per symbol, a control thread (heartbeat, leases), status lines
+and a graceful stop.
 
 Threads, not asyncio: ccxt's synchronous client and the Django ORM are both blocking, each
 symbol spends its time waiting on HTTP and the database, and one thread per symbol keeps each
 loop a plain sequence of steps with its own exchange client and database connection. The GIL
-is not a limit at these rates (a tick is milliseconds of CPU per second).
+is not a limit at these rates (a tick is milliseconds of CPU).
+
+Single-instance mode (no-op lock) trades every selected symbol. Multi-instance mode trades a
+symbol only while this instance holds its lease (`trading.leases`); the control thread starts
+and stops symbol threads as leases are won, lost or handed over.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from trading import services
 from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.accounts import gateway_for
 from trading.exchange.errors import ExchangeFailure
+from trading.leases import LeaseKeeper
 from trading.models import BotInstance, Symbol
 
 log = logging.getLogger("quantmesh.runbot")
@@ -40,12 +46,15 @@ class BotOptions:
     cancel_on_exit: bool = False
     paper_url: str | None = None
     lock_backend: str = "nop"
+    lease_ttl_ms: int = 10_000
     error_backoff: float = 5.0
 
 
 @dataclass
 class SymbolRun:
     symbol: Symbol
+    writer: services.Writer
+    guard: Callable[[], bool] = lambda: True
     thread: threading.Thread | None = None
     engine: SymbolEngine | None = None
     ticks: int = 0
@@ -53,44 +62,49 @@ class SymbolRun:
     last_status: str = ""
     stopped_reason: str = ""
     ready: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Bot:
     """Runs the trading loops of a set of symbols until `stop()` is called."""
 
-    def __init__(
-        self,
-        symbols: list[Symbol],
-        locks: LockService,
-        options: BotOptions,
-        *,
-        out: Callable[[str], None] = print,
-        writer_for: Callable[[Symbol], services.Writer] | None = None,
-    ):
-        self.runs = [SymbolRun(symbol=s) for s in symbols]
+    def __init__(self, symbols: list[Symbol], locks: LockService, options: BotOptions, *,
+                 out: Callable[[str], None] = print):
+        self.symbols = symbols
         self.locks = locks
         self.options = options
         self.out = out
         self.stop_event = threading.Event()
-        self.writer_for = writer_for or (lambda symbol: services.Writer(options.instance_id, symbol.fence_token))
+        self.runs: dict[int, SymbolRun] = {}
         self.instance: BotInstance | None = None
+        self.leases = LeaseKeeper(locks, options.instance_id, ttl_ms=options.lease_ttl_ms) if self.multi else None
+        self._control: threading.Thread | None = None
+
+    @property
+    def multi(self) -> bool:
+        return self.options.lock_backend != "nop"
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
         recorder.install(self.options.instance_id)
-        for run in self.runs:
-            run.thread = threading.Thread(target=self._symbol_loop, args=(run,), name=f"qm-{run.symbol.symbol}", daemon=True)
-            run.thread.start()
-        threading.Thread(target=self._heartbeat_loop, name="qm-heartbeat", daemon=True).start()
+        if not self.multi:
+            for symbol in self.symbols:
+                self._start_symbol(symbol, services.Writer(self.options.instance_id, symbol.fence_token))
+        self._control = threading.Thread(target=self._control_loop, name="qm-control", daemon=True)
+        self._control.start()
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def join(self, timeout: float | None = None) -> None:
-        for run in self.runs:
+    def join(self) -> None:
+        for run in list(self.runs.values()):
+            run.stop.set()
+        for run in list(self.runs.values()):
             if run.thread is not None:
-                run.thread.join(timeout)
+                run.thread.join()
+        if self._control is not None:
+            self._control.join()
         if self.instance is not None:
             BotInstance.objects.filter(pk=self.instance.pk).update(stopped_at=timezone.now(), last_heartbeat=timezone.now())
         connection.close()
@@ -115,7 +129,10 @@ class Bot:
 
     def print_status(self) -> None:
         """One line per symbol (computed here, off the trading threads)."""
-        for run in self.runs:
+        if self.multi:
+            held = ", ".join(sorted(r.symbol.symbol for r in self.runs.values() if not r.stop.is_set())) or "none"
+            self.out(f"{self.options.instance_id}: leases held: {held}")
+        for run in list(self.runs.values()):
             if run.engine is not None:
                 try:
                     run.last_status = run.engine.status().line()
@@ -124,15 +141,38 @@ class Bot:
             if run.last_status:
                 self.out(run.last_status + (f"  [{run.stopped_reason}]" if run.stopped_reason else ""))
 
-    # --- threads -------------------------------------------------------------------------------
+    # --- symbol threads ------------------------------------------------------------------------
+    def _start_symbol(self, symbol: Symbol, writer: services.Writer, guard: Callable[[], bool] = lambda: True) -> SymbolRun:
+        run = SymbolRun(symbol=symbol, writer=writer, guard=guard)
+        self.runs[symbol.pk] = run
+        run.thread = threading.Thread(target=self._symbol_loop, args=(run,), name=f"qm-{symbol.symbol}", daemon=True)
+        run.thread.start()
+        return run
+
+    def _stop_symbol(self, symbol_id: int, reason: str) -> None:
+        """Stop one symbol's thread and wait for its current tick to end."""
+        run = self.runs.pop(symbol_id, None)
+        if run is None:
+            return
+        run.stopped_reason = reason
+        run.stop.set()
+        if run.thread is not None and run.thread is not threading.current_thread():
+            run.thread.join()
+        self.out(f"{run.symbol.symbol}: stopped trading ({reason})")
+
     def _symbol_loop(self, run: SymbolRun) -> None:
         name = run.symbol.symbol
+        stopping = lambda: self.stop_event.is_set() or run.stop.is_set()  # noqa: E731
         try:
-            engine = self._prepare(run)
+            engine = self._prepare(run, stopping)
             if engine is None:
                 return
-            while not self.stop_event.is_set():
+            while not stopping():
                 started = time.monotonic()
+                if not run.guard():
+                    run.stopped_reason = "lease no longer valid"
+                    log.error("%s: lease no longer valid; not trading", name)
+                    return
                 try:
                     close_old_connections()
                     result = engine.tick()
@@ -147,31 +187,32 @@ class Bot:
                     # One bad tick must not kill the loop: log it and back off.
                     run.errors += 1
                     log.error("%s tick failed:\n%s", name, traceback.format_exc())
-                    self.stop_event.wait(self.options.error_backoff)
+                    run.stop.wait(self.options.error_backoff)
                     continue
                 spent = time.monotonic() - started
-                self.stop_event.wait(max(0.0, self.options.tick_interval - spent))
-            if self.options.cancel_on_exit:
+                run.stop.wait(max(0.0, self.options.tick_interval - spent))
+            if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():
                 canceled = engine.cancel_all()
                 self.out(f"{name}: canceled {canceled} open order(s) on exit")
         finally:
             run.ready.set()
             connection.close()
 
-    def _prepare(self, run: SymbolRun) -> SymbolEngine | None:
+    def _prepare(self, run: SymbolRun, stopping: Callable[[], bool]) -> SymbolEngine | None:
         name = run.symbol.symbol
-        while not self.stop_event.is_set():
+        while not stopping():
             try:
+                run.symbol.refresh_from_db()
                 gateway = gateway_for(run.symbol.account, paper_url=self.options.paper_url)
-                engine = SymbolEngine(run.symbol, gateway, self.locks, writer=self.writer_for(run.symbol))
+                engine = SymbolEngine(run.symbol, gateway, self.locks, writer=run.writer, guard=run.guard)
                 engine.prepare()
                 run.engine = engine
-                run.last_status = engine.status().line()
                 s = run.symbol
                 self.out(
                     f"{name}: trading on {s.account.name} ({gateway.exchange.id}), anchor {show(s.anchor_price)}, "
                     f"interval {show(s.price_interval)}, tick {show(s.tick_size)}, step {show(s.step_size)}, "
                     f"{s.buy_window_size} buys / {s.sell_window_size} sells of {show(s.order_quantity)} {engine.quote}"
+                    + (f", lease token {run.writer.fence_token}" if self.multi else "")
                 )
                 run.ready.set()
                 return engine
@@ -179,24 +220,63 @@ class Bot:
                 run.errors += 1
                 run.stopped_reason = f"cannot start: {exc}"
                 log.error("%s cannot start: %s", name, exc)
-                if "does not list" in str(exc):
+                if "does not list" in str(exc) or "minimum notional" in str(exc):
                     run.ready.set()
                     return None
-                self.stop_event.wait(self.options.error_backoff)
+                run.stop.wait(self.options.error_backoff)
+            except Exception:
+                run.errors += 1
+                log.error("%s start failed, retrying:\n%s", name, traceback.format_exc())
+                run.stop.wait(self.options.error_backoff)
         return None
 
-    def _heartbeat_loop(self) -> None:
+    # --- control: heartbeat and leases ---------------------------------------------------------
+    def _control_loop(self) -> None:
+        interval = self.options.heartbeat_interval
+        if self.multi:
+            interval = min(interval, self.options.lease_ttl_ms / 3000)
         next_prune = 0.0
         try:
-            while not self.stop_event.wait(self.options.heartbeat_interval):
-                BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
-                if time.monotonic() >= next_prune:
-                    recorder.prune()
-                    next_prune = time.monotonic() + 3600
-        except Exception:
-            log.error("heartbeat failed:\n%s", traceback.format_exc())
+            while True:
+                try:
+                    BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
+                    if self.multi and not self.stop_event.is_set():
+                        self._lease_cycle()
+                    if time.monotonic() >= next_prune:
+                        recorder.prune()
+                        next_prune = time.monotonic() + 3600
+                except Exception:
+                    log.error("control loop step failed:\n%s", traceback.format_exc())
+                if self.stop_event.wait(interval):
+                    break
         finally:
+            if self.leases is not None:
+                for sid in list(self.runs):
+                    self._stop_symbol(sid, "shutting down")
+                self.leases.release_all()
             connection.close()
+
+    def _lease_cycle(self) -> None:
+        for sid in self.leases.renew():
+            self._stop_symbol(sid, "lease lost")
+        # Threads that ended by themselves (fenced, lease invalid) give their lease back.
+        for sid, run in list(self.runs.items()):
+            if run.thread is not None and not run.thread.is_alive():
+                self.runs.pop(sid, None)
+                self.leases.release(sid)
+        symbols = [s for s in self._current_symbols()]
+        to_take, to_hand_over = self.leases.wanted(symbols)
+        for sid in to_hand_over:
+            self._stop_symbol(sid, "handed over to another instance")
+            self.leases.release(sid)
+        for symbol in to_take:
+            lease = self.leases.acquire(symbol, symbol.account.exchange_id)
+            if lease is not None:
+                self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=lease.is_valid)
+
+    def _current_symbols(self) -> list[Symbol]:
+        ids = [s.pk for s in self.symbols]
+        return list(Symbol.objects.select_related("account").filter(pk__in=ids).exclude(status=Symbol.Status.STOPPED))
 
 
 class InstanceConflict(Exception):
@@ -212,7 +292,8 @@ def register_instance(instance_id: str, lock_backend: str) -> BotInstance:
     now = timezone.now()
     if lock_backend == "nop":
         alive = (
-            BotInstance.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=now - timezone.timedelta(seconds=HEARTBEAT_STALE_AFTER))
+            BotInstance.objects.filter(stopped_at__isnull=True,
+                                       last_heartbeat__gte=now - timezone.timedelta(seconds=HEARTBEAT_STALE_AFTER))
             .exclude(instance_id=instance_id)
             .first()
         )

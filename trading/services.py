@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -15,9 +16,9 @@ from trading.fields import MONEY_PLACES
 from trading.models import (
     FINAL_STATUSES,
     LIVE_STATUSES,
+    ORDER_TRANSITIONS,
     Fill,
     GridSlot,
-    ORDER_TRANSITIONS,
     Order,
     OrderEvent,
     OrderStatus,
@@ -56,6 +57,8 @@ def next_seq(*, symbol_id: int, level: int, side: str) -> int:
 def fence_check(*, symbol_id: int, writer: Writer) -> None:
     """Raise FencedWrite unless writer.fence_token >= the symbol's stored fence; raise the
     stored fence to the token. Must run inside the transaction of the write it guards."""
+    if settings.QM_TEST_UNSAFE_NO_FENCE:
+        return  # test-only: the fault suite's control run shows what happens without the fence
     updated = Symbol.objects.filter(pk=symbol_id, fence_token__lte=writer.fence_token).update(
         fence_token=writer.fence_token
     )
@@ -94,7 +97,7 @@ def order_create_intent(
         client_order_id=client_order_id(
             prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, seq=seq
         ),
-        active_slot=slot_key(symbol.pk, level, side),
+        active_slot=None if settings.QM_TEST_UNSAFE_NO_FENCE else slot_key(symbol.pk, level, side),
         side=side,
         level=level,
         seq=seq,

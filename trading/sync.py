@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
+from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
 from trading import services
 from trading.exchange import errors as xerr
-from trading.exchange.gateway import RECV_WINDOW_MS, ExchangeGateway
+from trading.exchange.gateway import ExchangeGateway
 from trading.exchange.types import ExchangeOrder, Trade
 from trading.models import LIVE_STATUSES, Order, OrderStatus, Symbol
 
 log = logging.getLogger("quantmesh.sync")
 
-# After an ambiguous create, "not found" means "never placed" only once the signed request can
-# no longer execute: its timestamp plus the receive window plus a margin for clock offset.
-NOT_FOUND_IS_FINAL_AFTER = timedelta(milliseconds=RECV_WINDOW_MS) + timedelta(seconds=2)
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -49,6 +48,12 @@ class LedgerSync:
         self.gateway = gateway
         self.writer = writer
         self.dry_run = dry_run
+
+    def not_found_is_final_after(self) -> timedelta:
+        """After an ambiguous create, "not found" means "never placed" only once the signed
+        request can no longer execute: its timestamp plus the exchange's receive window plus a
+        margin for clock offset."""
+        return timedelta(milliseconds=self.gateway.recv_window_ms + settings.QM_CLOCK_MARGIN_MS)
 
     # --- trades ----------------------------------------------------------------------------------
     def apply_trades(self, trades: list[Trade]) -> list[Change]:
@@ -149,7 +154,7 @@ class LedgerSync:
                           f"{before} -> {remote.status}") if changed else None
         if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
             signed_at = order.sent_at or order.created_at
-            if timezone.now() - signed_at > NOT_FOUND_IS_FINAL_AFTER:
+            if timezone.now() - signed_at > self.not_found_is_final_after():
                 if not self.dry_run:
                     services.order_transition(
                         order, OrderStatus.NOT_PLACED, writer=self.writer,

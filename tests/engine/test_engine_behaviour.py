@@ -160,3 +160,12 @@ def test_a_symbol_the_exchange_does_not_list_is_refused(sim, paper_symbol, make_
     with pytest.raises(Rejected, match="does not list DOGE/USDT"):
         make_engine(symbol=other)
     assert Order.objects.count() == 0
+
+
+def test_a_quantity_below_the_exchange_minimum_notional_is_refused(sim, make_engine, paper_symbol):
+    from trading.exchange import Rejected
+
+    Symbol.objects.filter(pk=paper_symbol.pk).update(order_quantity=D("4"))  # the simulator's minimum is 5
+    with pytest.raises(Rejected, match="below the exchange's minimum notional 5"):
+        make_engine()
+    assert Order.objects.count() == 0

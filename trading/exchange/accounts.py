@@ -22,7 +22,7 @@ def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000
         return ExchangeGateway(
             build_exchange(
                 account.exchange_id, api_key=key or PAPER_API_KEY, secret=secret or PAPER_API_SECRET,
-                base_url=base_url, timeout_ms=timeout_ms,
+                base_url=base_url, timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS,
             )
         )
     if not settings.QM_LIVE_TRADING:
@@ -35,5 +35,6 @@ def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000
             f"{account.api_secret_env or '(unset)'} hold no key or secret"
         )
     return ExchangeGateway(
-        build_exchange(account.exchange_id, api_key=key, secret=secret, base_url=account.base_url or None, timeout_ms=timeout_ms)
+        build_exchange(account.exchange_id, api_key=key, secret=secret, base_url=account.base_url or None,
+                       timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS)
     )

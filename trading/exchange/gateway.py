@@ -62,6 +62,7 @@ def build_exchange(
     secret: str = "",
     base_url: str | None = None,
     timeout_ms: int = 5000,
+    recv_window_ms: int = RECV_WINDOW_MS,
 ) -> ccxt.Exchange:
     """A ccxt exchange instance. With `base_url` (the simulator, or any Binance-compatible
     server) only Binance's spot sections are kept and pointed there, so no request can leave for
@@ -82,7 +83,7 @@ def build_exchange(
                 "fetchMargins": False,
                 "fetchMarkets": {"types": ["spot"]},
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
-                "recvWindow": RECV_WINDOW_MS,
+                "recvWindow": recv_window_ms,
             },
         }
     )
@@ -104,6 +105,8 @@ class ExchangeGateway:
     def __init__(self, exchange: ccxt.Exchange):
         self.exchange = exchange
         self._rules: dict[str, MarketRules] = {}
+        options = getattr(exchange, "options", None) or {}
+        self.recv_window_ms = int(options.get("recvWindow") or RECV_WINDOW_MS)
 
     # --- markets ---------------------------------------------------------------------------
     def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
@@ -174,7 +177,7 @@ class ExchangeGateway:
 
         `signed_at_ms` pins the request's timestamp: the caller records it before sending, so a
         process paused before the send cannot have its request executed later than
-        `signed_at_ms + RECV_WINDOW_MS` (the exchange refuses it)."""
+        `signed_at_ms + recv_window_ms` (the exchange refuses it)."""
         if side not in ("buy", "sell"):
             raise ValueError(f"side must be buy or sell, not {side!r}")
         params = {"newClientOrderId": client_order_id, "clientOrderId": client_order_id}

@@ -66,6 +66,7 @@ class Command(BaseCommand):
             BotOptions(
                 instance_id=instance_id, tick_interval=opts["tick_interval"], status_interval=opts["status_interval"],
                 cancel_on_exit=opts["cancel_on_exit"], paper_url=paper_url, lock_backend=settings.QM_LOCK_BACKEND,
+                lease_ttl_ms=settings.QM_LEASE_TTL_MS,
             ),
             out=lambda line: (self.stdout.write(line), self.stdout.flush()),
         )

@@ -1,0 +1,169 @@
+"""Symbol leases: which instance trades which symbol in multi-instance mode.
+
+Every live instance computes the same assignment from the same inputs (the symbols, and the
+instances whose heartbeat is fresh): a rendezvous-hash ranking with a per-instance cap of
+ceil(symbols / instances), so symbols spread evenly and move as little as possible when an
+instance joins or leaves. An instance trades a symbol only while it holds the symbol's lease,
+a lock with a TTL that it renews every third of the TTL. The lease's fencing token is the
+token of every ledger write for that symbol (DESIGN §4), so an instance that paused past its
+TTL cannot write once another has taken over.
+
+A dead instance's leases expire after the TTL and its heartbeat goes stale after the same
+time; the symbols' new owners then take them over and continue from the ledger. When an
+instance comes back, the owners of the symbols now assigned to it stop trading them and
+release the leases, and the newcomer acquires them on its next cycle.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from locking.base import AlreadyHeld, Grant, LockBackendUnavailable, LockService, NotOwned
+from trading.models import BotInstance, Symbol
+
+log = logging.getLogger("quantmesh.leases")
+
+
+def lease_key(exchange_id: str, symbol: str) -> str:
+    return f"lease:{exchange_id}:{symbol}"
+
+
+def _score(symbol_id: int, instance_id: str) -> int:
+    digest = hashlib.blake2b(f"{symbol_id}|{instance_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def assign(symbol_ids: list[int], instance_ids: list[str]) -> dict[int, str]:
+    """Symbol id -> instance id. Deterministic, balanced (no instance gets more than
+    ceil(len(symbols) / len(instances))), and stable: each symbol goes to the best-ranked
+    instance that still has room."""
+    if not instance_ids:
+        return {}
+    capacity = math.ceil(len(symbol_ids) / len(instance_ids))
+    load = dict.fromkeys(instance_ids, 0)
+    result = {}
+    # Place symbols in order of how strongly they prefer their first choice, so that the
+    # symbols forced to a second choice by the cap are the ones that care least.
+    rankings = {sid: sorted(instance_ids, key=lambda inst: _score(sid, inst), reverse=True) for sid in symbol_ids}
+    for sid in sorted(symbol_ids):
+        for inst in rankings[sid]:
+            if load[inst] < capacity:
+                result[sid] = inst
+                load[inst] += 1
+                break
+    return result
+
+
+def live_instances(*, stale_after: timedelta, now=None) -> list[str]:
+    """Instances in multi-instance mode whose heartbeat is fresh and that have not stopped."""
+    now = now or timezone.now()
+    return sorted(
+        BotInstance.objects.filter(stopped_at__isnull=True, lock_backend="redis", last_heartbeat__gte=now - stale_after)
+        .values_list("instance_id", flat=True)
+    )
+
+
+@dataclass
+class Lease:
+    symbol: Symbol
+    grant: Grant
+
+    @property
+    def token(self) -> int:
+        return self.grant.token
+
+    def is_valid(self) -> bool:
+        return self.grant.is_valid()
+
+
+class LeaseKeeper:
+    """Acquires, renews and releases this instance's symbol leases. All calls come from one
+    thread (the lock service ties ownership to the calling thread)."""
+
+    def __init__(self, locks: LockService, instance_id: str, *, ttl_ms: int):
+        self.locks = locks
+        self.instance_id = instance_id
+        self.ttl = ttl_ms / 1000
+        self.held: dict[int, Lease] = {}
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(seconds=self.ttl)
+
+    def renew(self) -> list[int]:
+        """Extend every held lease; returns the symbol ids whose lease is lost."""
+        lost = []
+        for sid, lease in list(self.held.items()):
+            try:
+                lease.grant = self.locks.extend(lease.grant, self.ttl)
+            except NotOwned:
+                log.error("%s: lease lost (another instance holds it now)", lease.symbol.symbol)
+                lost.append(sid)
+            except LockBackendUnavailable as exc:
+                if not lease.is_valid():
+                    log.error("%s: lease expired while the lock backend is unreachable: %s", lease.symbol.symbol, exc)
+                    lost.append(sid)
+        for sid in lost:
+            self.held.pop(sid, None)
+        return lost
+
+    def wanted(self, symbols: list[Symbol]) -> tuple[list[Symbol], list[int]]:
+        """(symbols to acquire now, held symbol ids to hand over) under the current assignment."""
+        instances = live_instances(stale_after=self.stale_after)
+        if self.instance_id not in instances:
+            instances = sorted([*instances, self.instance_id])
+        assignment = assign([s.pk for s in symbols], instances)
+        mine = [s for s in symbols if assignment.get(s.pk) == self.instance_id]
+        hand_over = [sid for sid in self.held if assignment.get(sid) not in (None, self.instance_id)]
+        return [s for s in mine if s.pk not in self.held], hand_over
+
+    def acquire(self, symbol: Symbol, exchange_id: str) -> Lease | None:
+        """Try to take the symbol's lease. The token is always above the symbol's stored fence,
+        even if the lock backend lost its counters (restart or flush)."""
+        try:
+            grant = self.locks.try_lock(lease_key(exchange_id, symbol.symbol), self.ttl, floor=symbol.fence_token)
+        except LockBackendUnavailable as exc:
+            log.warning("%s: cannot take the lease, lock backend unavailable: %s", symbol.symbol, exc)
+            return None
+        except AlreadyHeld:
+            return None  # a release that could not reach the backend; retried once its TTL has passed
+        if grant is None:
+            return None
+        lease = Lease(symbol, grant)
+        self.held[symbol.pk] = lease
+        record_owner(symbol, self.instance_id, grant.token)
+        log.info("%s: lease acquired (token %s)", symbol.symbol, grant.token)
+        return lease
+
+    def release(self, sid: int) -> None:
+        lease = self.held.pop(sid, None)
+        if lease is None:
+            return
+        clear_owner(lease.symbol, self.instance_id)
+        try:
+            self.locks.unlock(lease.grant)
+        except (NotOwned, LockBackendUnavailable) as exc:
+            log.warning("%s: lease release: %s", lease.symbol.symbol, exc)
+        log.info("%s: lease released", lease.symbol.symbol)
+
+    def release_all(self) -> None:
+        for sid in list(self.held):
+            self.release(sid)
+
+
+@transaction.atomic
+def record_owner(symbol: Symbol, instance_id: str, token: int) -> None:
+    Symbol.objects.filter(pk=symbol.pk, owner_token__lte=token).update(
+        owner_instance=instance_id, owner_token=token, owner_since=timezone.now()
+    )
+
+
+@transaction.atomic
+def clear_owner(symbol: Symbol, instance_id: str) -> None:
+    Symbol.objects.filter(pk=symbol.pk, owner_instance=instance_id).update(owner_instance="", owner_since=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -92,11 +93,12 @@ def order_create_intent(
     fence_check(symbol_id=symbol.pk, writer=writer)
     if seq is None:
         seq = next_seq(symbol_id=symbol.pk, level=level, side=side)
+    cid = client_order_id(prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, seq=seq)
+    if settings.QM_TEST_UNSAFE_NO_FENCE:
+        cid += f"-x{secrets.token_hex(3)}"  # test-only: ids no longer deterministic per intent
     order = Order(
         symbol=symbol,
-        client_order_id=client_order_id(
-            prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, seq=seq
-        ),
+        client_order_id=cid,
         active_slot=None if settings.QM_TEST_UNSAFE_NO_FENCE else slot_key(symbol.pk, level, side),
         side=side,
         level=level,
@@ -480,7 +482,9 @@ def _validation_messages(exc: ValidationError) -> list[str]:
 
 
 # --- client ids and adoption ---------------------------------------------------------------------
-_CID = re.compile(r"^(?P<prefix>[a-z0-9]{1,8})-(?P<symbol>\d+)-(?P<side>[bs])(?P<neg>m?)(?P<level>\d+)-(?P<seq>\d+)$")
+_CID = re.compile(
+    r"^(?P<prefix>[a-z0-9]{1,8})-(?P<symbol>\d+)-(?P<side>[bs])(?P<neg>m?)(?P<level>\d+)-(?P<seq>\d+)(?:-x[0-9a-f]{6})?$"
+)
 
 
 @dataclass(frozen=True)

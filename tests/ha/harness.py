@@ -3,13 +3,19 @@ and one database, plus the checkers that run on what they leave behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import uuid
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-from tests.procs import manage
+import redis
+
+from tests.procs import manage, wait_for
+from tests.services import missing_service
 from trading.models import Order, OrderEvent
 
 D = Decimal
@@ -61,6 +67,50 @@ def process_state(pid: int) -> str:
     """'T' when stopped by a signal, 'R'/'S' when running or sleeping."""
     with open(f"/proc/{pid}/stat") as fh:
         return fh.read().rsplit(")", 1)[1].split()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server this test may kill and restart."""
+
+    def __init__(self, tmp_path):
+        if shutil.which("redis-server") is None:
+            missing_service("redis-server is not installed")
+        self.port = free_port()
+        self.dir = tmp_path
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir), "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: _ping(client), timeout=20, what="redis-server up")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def client(self):
+        return redis.Redis.from_url(self.url)
+
+
+def _ping(client) -> bool:
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
 
 
 # --- checkers -------------------------------------------------------------------------------------

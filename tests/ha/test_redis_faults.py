@@ -1,67 +1,18 @@
 """F5/F7 with real processes: the lock server is flushed, killed and restarted under a running
 bot. While Redis is down no order goes out and nothing crashes; when it is back trading resumes,
 and fencing tokens never go backwards (they are floored at the database's fence)."""
-import shutil
-import socket
-import subprocess
 import time
 from decimal import Decimal
 
 import pytest
-import redis
 
-from tests.ha.harness import Cluster, duplicate_slot_orders, repeated_client_ids, stale_writes
+from tests.ha.harness import Cluster, RedisServer, duplicate_slot_orders, repeated_client_ids, stale_writes
 from tests.procs import wait_for
-from tests.services import missing_service
 from trading.models import ExchangeAccount, Order, Symbol
 from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.ha]
 D = Decimal
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server this test may kill and restart."""
-
-    def __init__(self, tmp_path):
-        if shutil.which("redis-server") is None:
-            missing_service("redis-server is not installed")
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _ping(client), timeout=20, what="redis-server up")
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def client(self):
-        return redis.Redis.from_url(self.url)
-
-
-def _ping(client) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

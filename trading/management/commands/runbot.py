@@ -92,7 +92,8 @@ class Command(BaseCommand):
         self.stdout.write("stopped cleanly")
 
     def select_symbols(self, names: str | None, account: str | None) -> list[Symbol]:
-        ensure_paper_setup()
+        if not names and not account:
+            ensure_paper_setup()
         qs = Symbol.objects.select_related("account").exclude(status=Symbol.Status.STOPPED)
         if account:
             if not ExchangeAccount.objects.filter(name=account).exists():

@@ -182,3 +182,51 @@ class BotInstanceAdmin(ReadOnlyAdmin):
     list_display = ["instance_id", "host", "pid", "version", "lock_backend", "started_at", "last_heartbeat", "stopped_at"]
     list_filter = ["lock_backend", "host"]
     search_fields = ["instance_id", "host"]
+
+
+# --- order actions: cancel through the cancel lock; CSV exports of orders and fills --------------
+# Orders stay read-only rows: cancelling is an action that asks the exchange through the engine
+# (`trading.dashboard.orders_cancel_from_admin`), and it needs the change permission on orders.
+from trading import dashboard  # noqa: E402
+
+
+def _has_cancel_permission(self, request) -> bool:
+    return request.user.has_perm("trading.change_order")
+
+
+@admin.action(description="Cancel the selected orders at the exchange", permissions=["cancel"])
+def cancel_selected_orders(modeladmin, request, queryset):
+    # One exchange request per order inside a web request: keep a selection small enough to answer.
+    if queryset.count() > dashboard.CANCEL_MAX_ORDERS:
+        modeladmin.message_user(request, f"Select at most {dashboard.CANCEL_MAX_ORDERS} orders to cancel at once; "
+                                "nothing was sent.", messages.ERROR)
+        return
+    outcomes = dashboard.orders_cancel_from_admin(list(queryset.select_related("symbol")), request.user)
+    done = [o.client_order_id for o in outcomes if o.ok]
+    if done:
+        modeladmin.message_user(request, f"Canceled {len(done)} order(s): {_ids(done)}.", messages.SUCCESS)
+    refused: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        if not outcome.ok:
+            refused.setdefault(outcome.detail, []).append(outcome.client_order_id)
+    for detail, ids in refused.items():
+        modeladmin.message_user(request, f"Not canceled, {detail}: {_ids(ids)}.", messages.WARNING)
+
+
+def _ids(ids: list[str], shown: int = 10) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+@admin.action(description="Export the selected orders as CSV", permissions=["view"])
+def export_orders_csv(modeladmin, request, queryset):
+    return dashboard.orders_csv_response(queryset)
+
+
+@admin.action(description="Export the selected fills as CSV", permissions=["view"])
+def export_fills_csv(modeladmin, request, queryset):
+    return dashboard.fills_csv_response(queryset)
+
+
+OrderAdmin.has_cancel_permission = _has_cancel_permission
+OrderAdmin.actions = [*(OrderAdmin.actions or ()), cancel_selected_orders, export_orders_csv]
+FillAdmin.actions = [*(FillAdmin.actions or ()), export_fills_csv]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 from decimal import Decimal
@@ -58,6 +59,9 @@ class TickResult:
     placed: list[str] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    placed_sides: Counter = field(default_factory=Counter)
+    canceled_sides: Counter = field(default_factory=Counter)
+    rejected_reasons: list[str] = field(default_factory=list)
     fills: int = 0
     conflicts: int = 0
     lock_errors: int = 0
@@ -311,10 +315,10 @@ class SymbolEngine:
         except xerr.PostOnlyWouldTake as exc:
             count = self.post_only_rejects.get((wanted.level, wanted.side), 0) + 1
             self.post_only_rejects[(wanted.level, wanted.side)] = count
-            self._reject(order, f"post-only would take ({count}/{POST_ONLY_FALLBACK_AFTER}): {exc}", result)
+            self._reject(order, f"post-only would take ({count}/{POST_ONLY_FALLBACK_AFTER}): {exc}", result, "post_only")
             return order
         except xerr.InsufficientFunds as exc:
-            self._reject(order, f"insufficient funds: {exc}", result)
+            self._reject(order, f"insufficient funds: {exc}", result, "insufficient_funds")
             if wanted.side == grid.BUY:
                 self.buys_paused_until = self.monotonic() + self.symbol.margin_lock_duration_seconds
                 log.warning("%s buys paused for %ss: insufficient funds", self.symbol.symbol,
@@ -325,10 +329,10 @@ class SymbolEngine:
             self.resolve(order)
             return order
         except xerr.RateLimited as exc:
-            self._reject(order, f"rate limited: {exc}", result)
+            self._reject(order, f"rate limited: {exc}", result, "rate_limited")
             raise
         except xerr.Rejected as exc:
-            self._reject(order, str(exc), result)
+            self._reject(order, str(exc), result, "rejected")
             return order
         except xerr.Ambiguous as exc:
             services.order_transition(order, OrderStatus.UNKNOWN, writer=self.writer, note=f"ambiguous reply: {exc}"[:300],
@@ -338,13 +342,15 @@ class SymbolEngine:
             return order
         services.order_apply_exchange_state(order, remote, writer=self.writer)
         result.placed.append(cid)
+        result.placed_sides[wanted.side] += 1
         log.info("%s placed %s %s %s @ %s%s", self.symbol.symbol, cid, wanted.side, wanted.amount, wanted.price,
                  "" if post_only else " (plain limit)")
         return order
 
-    def _reject(self, order: Order, reason: str, result: TickResult) -> None:
+    def _reject(self, order: Order, reason: str, result: TickResult, kind: str) -> None:
         services.order_transition(order, OrderStatus.REJECTED, writer=self.writer, note=reason[:300], last_error=reason[:300])
         result.rejected.append(order.client_order_id)
+        result.rejected_reasons.append(kind)
         log.warning("%s order %s rejected: %s", self.symbol.symbol, order.client_order_id, reason)
 
     def _release(self, grant) -> None:
@@ -396,6 +402,7 @@ class SymbolEngine:
             services.order_apply_exchange_state(order, remote, writer=self.writer, note=f"canceled: {reason}")
             if result is not None:
                 result.canceled.append(order.client_order_id)
+                result.canceled_sides[order.side] += 1
             log.info("%s canceled %s (%s)", self.symbol.symbol, order.client_order_id, reason)
             return True
         finally:

@@ -19,19 +19,42 @@ EXCHANGE_LATENCY = _get_or_create(
     Histogram, "quantmesh_exchange_request_seconds", "Exchange request latency by method.", ("exchange", "method"),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+EXCHANGE_ERRORS = _get_or_create(
+    Counter, "quantmesh_exchange_errors_total", "Exchange requests that failed, by error kind.", ("exchange", "method", "kind")
+)
 LOOP_LAG = _get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 HEARTBEAT = _get_or_create(Gauge, "quantmesh_instance_heartbeat_timestamp_seconds", "Last heartbeat time.", ("instance",))
 
 
-def observe_exchange_latency(exchange: str, method: str, seconds: float) -> None:
+def observe_exchange_request(exchange: str, method: str, seconds: float, error: str | None) -> None:
     EXCHANGE_LATENCY.labels(exchange, method).observe(seconds)
+    if error is not None:
+        EXCHANGE_ERRORS.labels(exchange, method, error).inc()
+
+
+def install() -> None:
+    """Record exchange requests of this process in the metrics above."""
+    from trading.exchange.gateway import set_request_observer
+
+    set_request_observer(observe_exchange_request)
+
+
+def observe_tick(symbol: str, result, lag: float) -> None:
+    """Count what one tick did."""
+    LOOP_LAG.labels(symbol).set(max(lag, 0.0))
+    for side, count in result.placed_sides.items():
+        ORDERS_PLACED.labels(symbol, side).inc(count)
+    for side, count in result.canceled_sides.items():
+        ORDERS_CANCELED.labels(symbol, side).inc(count)
+    for reason in result.rejected_reasons:
+        ORDERS_REJECTED.labels(symbol, reason).inc()
+    if result.fills:
+        FILLS.labels(symbol, "any").inc(result.fills)
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> int:
-    """Serve /metrics; port 0 picks a free port. Returns the port."""
-    from trading.exchange.gateway import set_latency_observer
-
-    set_latency_observer(observe_exchange_latency)
+    """Serve /metrics for this process; port 0 picks a free port. Returns the port."""
+    install()
     result = start_http_server(port, addr=addr)
     server = result[0] if isinstance(result, tuple) else None
     return server.server_port if server is not None else port

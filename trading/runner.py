@@ -28,7 +28,7 @@ from django.utils import timezone
 from locking import recorder
 from locking.base import LockService
 from quantmesh.version import __version__
-from trading import services
+from trading import metrics, services
 from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.accounts import gateway_for
 from trading.exchange.errors import ExchangeFailure
@@ -88,6 +88,7 @@ class Bot:
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
+        metrics.install()
         recorder.install(self.options.instance_id)
         if not self.multi:
             for symbol in self.symbols:
@@ -168,8 +169,10 @@ class Bot:
             engine = self._prepare(run, stopping)
             if engine is None:
                 return
+            next_due = time.monotonic()
             while not stopping():
                 started = time.monotonic()
+                lag = started - next_due
                 if not run.guard():
                     run.stopped_reason = "lease no longer valid"
                     log.error("%s: lease no longer valid; not trading", name)
@@ -178,6 +181,7 @@ class Bot:
                     close_old_connections()
                     result = engine.tick()
                     run.ticks += 1
+                    metrics.observe_tick(name, result, lag)
                     if result.error:
                         run.errors += 1
                 except LeaseLost as exc:
@@ -190,8 +194,8 @@ class Bot:
                     log.error("%s tick failed:\n%s", name, traceback.format_exc())
                     run.stop.wait(self.options.error_backoff)
                     continue
-                spent = time.monotonic() - started
-                run.stop.wait(max(0.0, self.options.tick_interval - spent))
+                next_due = started + self.options.tick_interval
+                run.stop.wait(max(0.0, next_due - time.monotonic()))
             if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():
                 canceled = engine.cancel_all()
                 self.out(f"{name}: canceled {canceled} open order(s) on exit")

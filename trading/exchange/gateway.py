@@ -302,14 +302,17 @@ class ExchangeGateway:
     # --- error classification --------------------------------------------------------------
     def _call(self, method: str, fn: Callable[[], Any], *, write: bool = False) -> Any:
         started = time.perf_counter()
+        error = None
         try:
             return fn()
         except ccxt.BaseError as exc:
-            raise self.classify(exc) from exc
+            classified = self.classify(exc)
+            error = type(classified).__name__
+            raise classified from exc
         finally:
-            observe = _latency_observer
+            observe = _observer
             if observe is not None:
-                observe(self.exchange.id, method, time.perf_counter() - started)
+                observe(self.exchange.id, method, time.perf_counter() - started, error)
 
     def classify(self, exc: Exception) -> errors.ExchangeFailure:
         text = str(exc)
@@ -346,10 +349,11 @@ class ExchangeGateway:
         return None
 
 
-# Set by the metrics module to record request latency per method (None: not recorded).
-_latency_observer: Callable[[str, str, float], None] | None = None
+# Set by the metrics module: called with (exchange, method, seconds, error class name or None)
+# after every request. None: nothing is recorded.
+_observer: Callable[[str, str, float, str | None], None] | None = None
 
 
-def set_latency_observer(observer: Callable[[str, str, float], None] | None) -> None:
-    global _latency_observer
-    _latency_observer = observer
+def set_request_observer(observer: Callable[[str, str, float, str | None], None] | None) -> None:
+    global _observer
+    _observer = observer

@@ -41,6 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--account", help="exchange account name (default: every account)")
         parser.add_argument("--instance-id", help="this instance's id (default: QM_INSTANCE_ID)")
         parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: pick a free one)")
+        parser.add_argument("--metrics-addr", default="127.0.0.1",
+                            help="address the metrics server listens on (0.0.0.0 in a container)")
         parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
         parser.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between ticks (default 1)")
         parser.add_argument("--status-interval", type=positive_float, default=10.0, help="seconds between status lines")
@@ -59,8 +61,8 @@ class Command(BaseCommand):
         if opts["metrics_port"] is not None:
             from trading.metrics import serve_metrics
 
-            port = serve_metrics(opts["metrics_port"])
-            self.stdout.write(f"metrics: http://127.0.0.1:{port}/metrics")
+            port = serve_metrics(opts["metrics_port"], addr=opts["metrics_addr"])
+            self.stdout.write(f"metrics: http://{opts['metrics_addr']}:{port}/metrics")
         bot = Bot(
             symbols, locks,
             BotOptions(

@@ -6,11 +6,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from locking import base
-from django.db.models import F
-
 from locking.metrics import metric_label
 from locking.models import LockEvent
 

@@ -133,7 +133,7 @@ def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | 
 def check_redis_url(url: str, *, var: str = "REDIS_URL") -> str:
     try:
         parts = urlsplit(url)
-        parts.port
+        _ = parts.port  # parses the port; raises ValueError when it is not a number
     except ValueError as exc:
         raise ConfigError(f"{var} is not a valid URL: {exc}") from None
     if parts.scheme not in {"redis", "rediss", "unix"}:

@@ -40,6 +40,8 @@ QM_LOCK_BACKEND = env_choice("QM_LOCK_BACKEND", "nop", ("nop", "redis"))
 QM_LOCK_NAMESPACE = env_str("QM_LOCK_NAMESPACE", "quantmesh:lock:")
 REDIS_URL = check_redis_url(env_str("REDIS_URL", "redis://127.0.0.1:6379/0"))
 QM_PAPER_EXCHANGE_URL = env_str("QM_PAPER_EXCHANGE_URL")
+# When set, the web process's /metrics answers only requests with "Authorization: Bearer <token>".
+QM_METRICS_TOKEN = env_secret("QM_METRICS_TOKEN")
 QM_LOCK_EVENT_RETENTION_DAYS = env_int("QM_LOCK_EVENT_RETENTION_DAYS", 14, minimum=1)
 # Multi-instance mode: how long a symbol lease lasts without renewal (renewed every third of it).
 QM_LEASE_TTL_MS = env_int("QM_LEASE_TTL_MS", 10_000, minimum=300, maximum=600_000)

@@ -3,6 +3,7 @@ admin actions that call `trading.services`."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.utils.html import format_html
 
 from trading import services
@@ -24,6 +25,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ExchangeAccount)
 class ExchangeAccountAdmin(admin.ModelAdmin):
+    # A base URL typed without a scheme is taken as http:// (the simulator's); real exchanges need none.
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     list_display = ["name", "exchange_id", "paper", "base_url", "api_key_env", "client_id_prefix"]
     list_filter = ["exchange_id", "paper"]
     search_fields = ["name"]

@@ -18,8 +18,8 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
 from decimal import Decimal
+from typing import Callable
 
 from django.conf import settings
 from django.db import IntegrityError
@@ -177,10 +177,12 @@ class SymbolEngine:
             return result
         try:
             self._refresh_lattice()
-            price = self.gateway.fetch_ticker(self.symbol.symbol).last
-            result.price = self.last_price = price
             result.fills = self.sync_trades()
             self.sync_orders()
+            # The price is read after the fills, so the sells of what just filled are placed against
+            # a price at least as recent as those fills.
+            price = self.gateway.fetch_ticker(self.symbol.symbol).last
+            result.price = self.last_price = price
             self._auto_resume()
             if self.symbol.status != Symbol.Status.RUNNING:
                 result.paused = True

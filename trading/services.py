@@ -468,7 +468,7 @@ def _symbols_import(entries: Sequence[SymbolEntry], *, write: bool) -> ImportRes
                 row.save(force_insert=True)
             elif result.action == "updated":
                 row.save(update_fields=[name for name, _, _ in result.changes] + ["updated_at"])
-        for row, result in planned:
+        for _row, result in planned:
             if result.action != "unchanged":
                 log.info("symbol %s@%s %s from %s", result.symbol, result.account, result.action, result.path)
     return ImportResult(tuple(account_results), tuple(result for _, result in planned), tuple(warnings), not write)

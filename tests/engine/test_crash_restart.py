@@ -46,14 +46,14 @@ def test_kill_9_mid_path_then_restart(sim, paper_symbol, make_engine, tmp_path):
             level = int((price - Decimal(60000)) / 200)
             going_down = index <= 5
             if going_down:
-                wait_for(lambda: filled(symbol, "buy", level) and live(symbol, "sell", level), what=f"buy {level} filled and its sell live",
+                wait_for(lambda level=level: filled(symbol, "buy", level) and live(symbol, "sell", level), what=f"buy {level} filled and its sell live",
                          proc=proc, log_path=log)
                 if level == -3:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     proc, log = start_bot(tmp_path, symbol)
             else:
-                wait_for(lambda: filled(symbol, "sell", level - 1), what=f"sell of slot {level - 1} filled", proc=proc, log_path=log)
+                wait_for(lambda level=level: filled(symbol, "sell", level - 1), what=f"sell of slot {level - 1} filled", proc=proc, log_path=log)
         wait_for(lambda: all(filled(symbol, "sell", lvl) for lvl in range(-5, 0)), what="all sells filled", proc=proc, log_path=log)
     finally:
         if proc.poll() is None:

@@ -64,6 +64,7 @@ class Report:
 
 
 HEADER = "  seed duration faults orders fills dups lost diff stale takeover  faults by kind"
+SUMMARY: list[str] = []  # one row per run in this session, printed at the end of the test run
 
 
 def setup_market(seed: int):
@@ -80,7 +81,7 @@ def setup_market(seed: int):
 def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict | None = None,
         pause_at: str | None = None) -> Report:
     """`pause_at` names a fault point (see trading.faultpoints) where every instance freezes
-    itself once; the nemesis resumes it after twice the lease TTL."""
+    itself once; the nemesis resumes it 6.5 s later (past its lease and its order lock)."""
     rng = random.Random(seed)
     report = Report(seed=seed, duration=duration, unsafe=unsafe)
     sim = setup_market(seed)
@@ -134,7 +135,9 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                         continue
                     if process_state(proc.pid) == "T":  # froze itself at the fault point
                         paused.add(name)
-                        pending.append((now + 2 * LEASE_TTL_MS / 1000, "resume", name))
+                        # Frozen past its lease and past its order lock (5 s), so another instance
+                        # has taken the slot over by the time it resumes.
+                        pending.append((now + 6.5, "resume", name))
                         report.faults[f"pause_at_{pause_at}"] += 1
             for started, victims, victim in list(takeovers):
                 owners = dict(Symbol.objects.filter(symbol__in=victims).values_list("symbol", "owner_instance"))
@@ -190,6 +193,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     final_reconcile(f"paper-{seed}")
     check(report, sim)
     sim.stop()
+    SUMMARY.append(report.row() + ("  [protections off]" if unsafe else ""))
     return report
 
 

@@ -12,22 +12,10 @@ import pytest
 from locking.models import LockEvent
 from tests.ha.harness import Cluster, duplicate_slot_orders, process_state, repeated_client_ids
 from tests.procs import wait_for
-from trading.models import ExchangeAccount, Order, Symbol
-from trading.simulator import MarketSpec, SimConfig, SimulatorServer
+from trading.models import Order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.redis, pytest.mark.ha]
 D = Decimal
-
-
-@pytest.fixture
-def market():
-    config = SimConfig(markets=[MarketSpec("BTC/USDT", price=D("60000"), tick=D("0.01"), step=D("0.00001"))],
-                       balances={"USDT": D("100000"), "BTC": D("0")}, weight_limit=10**9)
-    with SimulatorServer(config) as sim:
-        account = ExchangeAccount.objects.create(name="paper", exchange_id="binance", paper=True, base_url=sim.base_url)
-        Symbol.objects.create(account=account, symbol="BTC/USDT", price_interval=D("200"), order_quantity=D("50"),
-                              min_order_value=D("5"), buy_window_size=2, sell_window_size=2, position_safety_check=0)
-        yield sim
 
 
 def run_scenario(sim, cluster: Cluster):
@@ -54,7 +42,7 @@ def run_scenario(sim, cluster: Cluster):
 
 
 def test_stale_instance_is_fenced_and_sends_nothing(market, redis_url, tmp_path):
-    sim = market
+    sim, _ = market
     cluster = Cluster(tmp_path, redis_url)
     try:
         frozen = run_scenario(sim, cluster)
@@ -70,7 +58,7 @@ def test_stale_instance_is_fenced_and_sends_nothing(market, redis_url, tmp_path)
 
 
 def test_control_without_the_protection_the_stale_order_duplicates(market, redis_url, tmp_path):
-    sim = market
+    sim, _ = market
     cluster = Cluster(tmp_path, redis_url, extra_env={"QM_TEST_UNSAFE_NO_FENCE": "1"})
     try:
         frozen = run_scenario(sim, cluster)

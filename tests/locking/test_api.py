@@ -149,7 +149,7 @@ def test_held_yields_the_grant_and_releases(locks: LockService, key: str) -> Non
 def test_held_releases_when_the_block_raises(locks: LockService, key: str) -> None:
     with pytest.raises(ZeroDivisionError):
         with locks.held(key, 5, timeout=1):
-            1 / 0
+            raise ZeroDivisionError("inside the block")
     grant = locks.try_lock(key, 5)
     assert grant is not None
     locks.unlock(grant)

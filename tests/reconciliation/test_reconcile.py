@@ -11,6 +11,7 @@ from locking.nop import NopLock
 from reconciliation.models import Discrepancy, ReconcileRun
 from reconciliation.services import Reconciler
 from trading import services
+from trading.exchange import Ambiguous
 from trading.exchange.accounts import gateway_for
 from trading.models import Fill, GridSlot, Order, Symbol
 
@@ -70,7 +71,7 @@ def test_order_accepted_with_its_reply_dropped_is_acknowledged(trading, sim, pap
     intent = services.order_create_intent(symbol=symbol, writer=services.Writer("crashed-bot", 0), side="buy",
                                           level=-3, price=D("59400"), amount=D("0.00084"))
     sim.drop_next()
-    with pytest.raises(Exception):  # the bot sends, loses the reply, and dies before resolving it
+    with pytest.raises(Ambiguous):  # the bot sends, loses the reply, and dies before resolving it
         gateway_for(symbol.account).create_limit_order(symbol="BTC/USDT", side="buy", amount=D("0.00084"),
                                                        price=D("59400"), client_order_id=intent.client_order_id, post_only=True)
     outcome = reconcile(symbol)

@@ -373,7 +373,7 @@ class BinanceApi:
             try:
                 symbols = json.loads(params["symbols"])
             except ValueError:
-                raise errors.illegal("symbols", '^\\["[A-Z0-9-_.]+"(,"[A-Z0-9-_.]+"){0,}\\]$')
+                raise errors.illegal("symbols", '^\\["[A-Z0-9-_.]+"(,"[A-Z0-9-_.]+"){0,}\\]$') from None
             if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
                 raise errors.illegal("symbols", '^\\["[A-Z0-9-_.]+"(,"[A-Z0-9-_.]+"){0,}\\]$')
             return symbols

@@ -151,10 +151,10 @@ def load_klines_csv(path: str | Path, tick: Decimal) -> list[Candle]:
 def _parse_row(row: dict, tick: Decimal, path: Path, line: int) -> Candle:
     try:
         open_time = int(row["open_time_ms"])
-        o, h, l, c = (round_to(Decimal(row[name]), tick) for name in ("open", "high", "low", "close"))
+        o, h, low, c = (round_to(Decimal(row[name]), tick) for name in ("open", "high", "low", "close"))
         volume = Decimal(row["volume"])
     except (TypeError, ValueError, InvalidOperation):
         raise ValueError(f"{path}:{line}: not a valid kline row: {row}") from None
-    if min(o, h, l, c) <= 0 or volume < 0 or not l <= min(o, c) <= max(o, c) <= h:
+    if min(o, h, low, c) <= 0 or volume < 0 or not low <= min(o, c) <= max(o, c) <= h:
         raise ValueError(f"{path}:{line}: inconsistent kline (low <= open/close <= high, > 0)")
-    return Candle(open_time, o, h, l, c, volume)
+    return Candle(open_time, o, h, low, c, volume)

@@ -79,7 +79,7 @@ def setup_market(seed: int):
 
 
 def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict | None = None,
-        pause_at: str | None = None) -> Report:
+        pause_at: str | None = None, move_prices: bool = True) -> Report:
     """`pause_at` names a fault point (see trading.faultpoints) where every instance freezes
     itself once; the nemesis resumes it 6.5 s later (past its lease and its order lock)."""
     rng = random.Random(seed)
@@ -111,7 +111,8 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
             cluster.start(name, "--account", account)
         wait_for(lambda: Symbol.objects.exclude(owner_instance="").count() == len(MARKETS), timeout=60,
                  what="every symbol owned", log_path=cluster.log("bot-a"))
-        mover.start()
+        if move_prices:
+            mover.start()
         end = time.monotonic() + duration
         next_fault = time.monotonic() + rng.uniform(0.5, 1.5)
         while time.monotonic() < end or pending:
@@ -175,7 +176,8 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                 next_fault = now + rng.uniform(0.4, 1.5)
             time.sleep(0.05)
         stop_prices.set()
-        mover.join()
+        if mover.is_alive():
+            mover.join()
         sim.clear_faults()
         # Healed: let the instances settle every ambiguous intent, then stop them.
         try:

@@ -32,11 +32,16 @@ def test_freeze_at_the_send_point(unsafe, tmp_path):
     """Every instance freezes once right before an order send; kills restart them (and re-arm the
     freeze). Protected: clean. With fencing and the ledger guard switched off: duplicates, which
     shows the checkers can fail."""
-    report = nemesis.run(5, duration=12, tmp_path=tmp_path, unsafe=unsafe, mix={"kill": 1}, pause_at="before_send")
+    # Prices stand still, so the slot another instance re-placed is still open when the frozen one resumes.
+    report = nemesis.run(5, duration=12, tmp_path=tmp_path, unsafe=unsafe, mix={"kill": 1}, pause_at="before_send",
+                         move_prices=False)
     print("\n" + nemesis.HEADER + "\n" + report.row())
     assert report.faults["pause_at_before_send"] >= 2
     if unsafe:
-        assert report.duplicates, "the checkers should see duplicates when the protections are off"
+        # Without the protections a stale instance's order goes out next to its successor's: the
+        # checkers must flag the run (duplicate orders in most runs; always some stale write,
+        # lost fill or ledger/exchange mismatch).
+        assert not report.clean, "the checkers should flag a run without protections"
     else:
         assert report.clean, report
 

@@ -49,14 +49,14 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
 class SymbolAdmin(admin.ModelAdmin):
     list_display = [
         "symbol", "account", "status_badge", "price_interval", "order_quantity", "buy_window_size",
-        "sell_window_size", "anchor_price", "fence_token", "updated_at",
+        "sell_window_size", "anchor_price", "owner_instance", "fence_token", "updated_at",
     ]
     list_filter = ["status", "account"]
     search_fields = ["symbol", "account__name"]
     list_select_related = ["account"]
     readonly_fields = [
         "status", "pause_reason", "paused_until", "anchor_price", "tick_size", "step_size", "min_notional",
-        "fence_token", "created_at", "updated_at",
+        "fence_token", "owner_instance", "owner_token", "owner_since", "base_offset", "created_at", "updated_at",
     ]
     actions = ["pause_symbols", "resume_symbols", "reconcile_now"]
     fieldsets = [
@@ -79,7 +79,8 @@ class SymbolAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Exchange rules and lattice", {"fields": ["anchor_price", "tick_size", "step_size", "min_notional", "fence_token"]}),
+        ("Exchange rules and lattice", {"fields": ["anchor_price", "tick_size", "step_size", "min_notional", "base_offset"]}),
+        ("Ownership (multi-instance mode)", {"fields": ["owner_instance", "owner_token", "owner_since", "fence_token"]}),
     ]
 
     @admin.display(description="status", ordering="status")

@@ -127,7 +127,10 @@ class LeaseKeeper:
         """Try to take the symbol's lease. The token is always above the symbol's stored fence,
         even if the lock backend lost its counters (restart or flush)."""
         try:
-            grant = self.locks.try_lock(lease_key(exchange_id, symbol.symbol), self.ttl, floor=symbol.fence_token)
+            # Floor: above every token this symbol has seen, written (fence) or merely granted (owner),
+            # so a new grant outranks a previous owner even if it never wrote before Redis lost its state.
+            floor = max(symbol.fence_token, symbol.owner_token)
+            grant = self.locks.try_lock(lease_key(exchange_id, symbol.symbol), self.ttl, floor=floor)
         except LockBackendUnavailable as exc:
             log.warning("%s: cannot take the lease, lock backend unavailable: %s", symbol.symbol, exc)
             return None

@@ -23,6 +23,7 @@ RUNS = [
     ("simulator", [sys.executable, "bench/bench_simulator.py"]),
     ("engine", [sys.executable, "-m", "bench.bench_engine", "--seconds", "5"]),
     ("reconcile", [sys.executable, "-m", "bench.bench_reconcile", "--sizes", "100,1000,10000"]),
+    ("memory", [sys.executable, "-m", "bench.bench_memory", "--symbols", "1,10,50", "--settle", "10", "--run-seconds", "60"]),
 ]
 
 
@@ -83,6 +84,13 @@ def markdown(results: dict) -> str:
             lines.append(f"| {row['open_orders']} | {row['total_s']} | {row['exchange_calls_s']} | {row['ledger_s']} | "
                          f"{row['ledger_us_per_order']} |")
         lines.append("")
+    if "memory" in r:
+        lines += ["| runbot, symbols | RSS after settling MiB | RSS at end MiB | simulated minutes | orders |",
+                  "|---|---|---|---|---|"]
+        for row in r["memory"]["runs"]:
+            lines.append(f"| {row['symbols']} | {row['rss_after_settle_mib']} | {row['rss_end_mib']} | "
+                         f"{row['simulated_minutes']} | {row['orders']} |")
+        lines += ["", f"per extra symbol: {r['memory']['mib_per_extra_symbol']} MiB", ""]
     if results["failed"]:
         lines.append(f"failed: {', '.join(results['failed'])}")
     return "\n".join(lines) + "\n"

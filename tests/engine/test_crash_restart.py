@@ -30,7 +30,8 @@ def live(symbol, side, level):
 def start_bot(tmp_path, symbol):
     log = tmp_path / "runbot.log"
     proc = manage("runbot", "--symbols", symbol.symbol, "--account", symbol.account.name, "--tick-interval", "0.05",
-                  "--status-interval", "5", log_path=log, QM_INSTANCE_ID="crash-test-bot")
+                  "--status-interval", "5", log_path=log, QM_INSTANCE_ID="crash-test-bot",
+                  QM_RECV_WINDOW_MS="1000", QM_CLOCK_MARGIN_MS="500")
     return proc, log
 
 
@@ -52,6 +53,12 @@ def test_kill_9_mid_path_then_restart(sim, paper_symbol, make_engine, tmp_path):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     proc, log = start_bot(tmp_path, symbol)
+                    # The kill may land between an intent and its send. The restarted bot first settles
+                    # every such intent (by query, and "never placed" only after the request window),
+                    # then re-places the buy window below the price before the path goes on.
+                    wait_for(lambda: not Order.objects.filter(symbol=symbol, status__in=["pending", "unknown"]).exists()
+                             and live(symbol, "buy", -4) and live(symbol, "buy", -5),
+                             what="restarted bot settled its intents and holds the buy window", proc=proc, log_path=log)
             else:
                 wait_for(lambda level=level: filled(symbol, "sell", level - 1), what=f"sell of slot {level - 1} filled", proc=proc, log_path=log)
         wait_for(lambda: all(filled(symbol, "sell", lvl) for lvl in range(-5, 0)), what="all sells filled", proc=proc, log_path=log)

@@ -17,7 +17,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from bench.common import OUT, setup_django, write_json
+from bench.common import setup_django, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

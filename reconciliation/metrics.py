@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
+from trading.metrics import get_or_create
 
-def _get_or_create(kind, name, documentation, labels):
-    existing = REGISTRY._names_to_collectors.get(name)
-    return existing if existing is not None else kind(name, documentation, labels)
-
-
-RUNS = _get_or_create(Counter, "quantmesh_reconcile_runs_total", "Reconcile passes, by outcome.", ("symbol", "status"))
-DISCREPANCIES = _get_or_create(
+RUNS = get_or_create(Counter, "quantmesh_reconcile_runs_total", "Reconcile passes, by outcome.", ("symbol", "status"))
+DISCREPANCIES = get_or_create(
     Counter, "quantmesh_reconcile_discrepancies_total", "Discrepancies found, by kind.", ("symbol", "kind")
 )
-LAST_SUCCESS = _get_or_create(
+LAST_SUCCESS = get_or_create(
     Gauge, "quantmesh_reconcile_last_success_timestamp_seconds", "When the last pass that could run finished.", ("symbol",)
 )
 

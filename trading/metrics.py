@@ -4,26 +4,27 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 
-def _get_or_create(kind, name: str, documentation: str, labels: tuple[str, ...], **kwargs):
-    existing = REGISTRY._names_to_collectors.get(name)  # import twice (tests, autoreload) must not fail
+def get_or_create(kind, name: str, documentation: str, labels: tuple[str, ...], **kwargs):
+    """The metric `name`, created on first use: importing a module twice (tests, autoreload) must
+    not fail with a duplicate registration."""
+    existing = REGISTRY._names_to_collectors.get(name)
     if existing is not None:
         return existing
     return kind(name, documentation, labels, **kwargs)
 
 
-ORDERS_PLACED = _get_or_create(Counter, "quantmesh_orders_placed_total", "Orders accepted by the exchange.", ("symbol", "side"))
-ORDERS_CANCELED = _get_or_create(Counter, "quantmesh_orders_canceled_total", "Orders canceled.", ("symbol", "side"))
-ORDERS_REJECTED = _get_or_create(Counter, "quantmesh_orders_rejected_total", "Orders rejected, by reason.", ("symbol", "reason"))
-FILLS = _get_or_create(Counter, "quantmesh_fills_total", "Trades applied to the ledger.", ("symbol", "side"))
-EXCHANGE_LATENCY = _get_or_create(
+ORDERS_PLACED = get_or_create(Counter, "quantmesh_orders_placed_total", "Orders accepted by the exchange.", ("symbol", "side"))
+ORDERS_CANCELED = get_or_create(Counter, "quantmesh_orders_canceled_total", "Orders canceled.", ("symbol", "side"))
+ORDERS_REJECTED = get_or_create(Counter, "quantmesh_orders_rejected_total", "Orders rejected, by reason.", ("symbol", "reason"))
+FILLS = get_or_create(Counter, "quantmesh_fills_total", "Trades applied to the ledger.", ("symbol", "side"))
+EXCHANGE_LATENCY = get_or_create(
     Histogram, "quantmesh_exchange_request_seconds", "Exchange request latency by method.", ("exchange", "method"),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-EXCHANGE_ERRORS = _get_or_create(
+EXCHANGE_ERRORS = get_or_create(
     Counter, "quantmesh_exchange_errors_total", "Exchange requests that failed, by error kind.", ("exchange", "method", "kind")
 )
-LOOP_LAG = _get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
-HEARTBEAT = _get_or_create(Gauge, "quantmesh_instance_heartbeat_timestamp_seconds", "Last heartbeat time.", ("instance",))
+LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 
 
 def observe_exchange_request(exchange: str, method: str, seconds: float, error: str | None) -> None:

@@ -107,7 +107,7 @@ class LockStartupError(LockError):
 
 # --- grants -----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     """One successful acquire.
 

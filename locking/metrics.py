@@ -115,6 +115,14 @@ def _conflict_child(label: str) -> Any:
     return CONFLICT_TOTAL.labels(key=label)
 
 
+@lru_cache(maxsize=4096)
+def key_children(key: str) -> tuple[Any, Any]:
+    """The success counter and the hold histogram of a full lock key: the two a free acquire and
+    its release touch, looked up once per key."""
+    label = metric_label(key)
+    return _acquire_child(label, "success"), _hold_child(label)
+
+
 def record_acquire(label: str, status: str) -> None:
     _acquire_child(label, status).inc()
 

@@ -138,7 +138,9 @@ class Reconciler:
             outcome.trades_checked = len(trades)
             trade_changes = sync.apply_trades(trades)
             outcome.findings += [_finding(c) for c in trade_changes]
-            outcome.findings += [_finding(c) for c in sync.sync_orders(remote_open)]
+            changes: list = []
+            sync.sync_orders(remote_open, changes=changes)
+            outcome.findings += [_finding(c) for c in changes]
             unapplied = [c.remote for c in trade_changes if self.dry_run]
             outcome.findings += self._check_balance(unapplied)
         except Exception as exc:

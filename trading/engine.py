@@ -49,6 +49,28 @@ POST_ONLY_FALLBACK_AFTER = 3  # would-take rejects of one slot before it goes ou
 STALE_BUY_MARGIN = 2  # levels below the buy window before a live buy is cancelled
 
 
+# A full trade sync runs at least this often, even when the open orders show nothing new.
+FULL_TRADE_SYNC_SECONDS = 30.0
+
+
+def trades_possible(live: list[Order], remote_open: list) -> bool:
+    """Whether the exchange may hold trades the ledger has not seen: some live ledger order is no
+    longer open there, or it reports more filled than the ledger has applied."""
+    open_filled = {o.client_order_id: o.filled for o in remote_open}
+    for order in live:
+        filled = open_filled.get(order.client_order_id)
+        if filled is None or filled != order.filled_amount:
+            return True
+    return False
+
+
+def live_views(orders: list[Order]) -> list[grid.LiveOrderView]:
+    return [
+        grid.LiveOrderView(side=o.side, level=o.level, price=o.price, filled=o.filled_amount, ref=o.client_order_id)
+        for o in orders if o.is_live
+    ]
+
+
 class LeaseLost(Exception):
     """This instance's fencing token is stale: another instance owns the symbol now."""
 
@@ -123,6 +145,7 @@ class SymbolEngine:
         self.buys_paused_until = 0.0
         self.backoff_until = 0.0
         self.last_trade_ms: int | None = None
+        self.next_full_trade_sync = 0.0
         self.last_price: Decimal | None = None
         self.ledger = LedgerSync(symbol, gateway, writer)
 
@@ -177,8 +200,7 @@ class SymbolEngine:
             return result
         try:
             self._refresh_lattice()
-            result.fills = self.sync_trades()
-            self.sync_orders()
+            live = self.sync_fills_and_orders(result)
             # The price is read after the fills, so the sells of what just filled are placed against
             # a price at least as recent as those fills.
             price = self.gateway.fetch_ticker(self.symbol.symbol).last
@@ -190,8 +212,8 @@ class SymbolEngine:
             if self._stop_loss_hit(price):
                 result.paused = True
                 return result
-            self.place_wanted(price, result)
-            self.cancel_unwanted(price, result)
+            self.place_wanted(price, result, live)
+            self.cancel_unwanted(price, result, live)
         except xerr.RateLimited as exc:
             wait = exc.retry_after or 5.0
             self.backoff_until = self.monotonic() + wait
@@ -216,7 +238,27 @@ class SymbolEngine:
         if self.symbol.status == Symbol.Status.PAUSED and until is not None and until <= timezone.now():
             services.symbol_resume(self.symbol)
 
-    # --- fills ---------------------------------------------------------------------------------
+    # --- fills and order states ----------------------------------------------------------------
+    def sync_fills_and_orders(self, result: TickResult) -> list[Order]:
+        """Apply new fills, then bring live ledger orders in line with the exchange; return the
+        orders still live.
+
+        Only this symbol's own orders can trade, and every order is written to the ledger before
+        it is sent, so while each live ledger order is open at the exchange with the amount the
+        ledger has seen filled, no trade can be missing and the trades request is skipped. That
+        leaves an idle tick with two requests (open orders, price) instead of three. A full trade
+        sync still runs every `FULL_TRADE_SYNC_SECONDS` as a safety net.
+        """
+        live = self.ledger.live_orders()
+        remote_open = self.gateway.fetch_open_orders(self.symbol.symbol) if live else []
+        now = self.monotonic()
+        if now >= self.next_full_trade_sync or trades_possible(live, remote_open):
+            self.next_full_trade_sync = now + FULL_TRADE_SYNC_SECONDS
+            result.fills = self.sync_trades()
+            if result.fills:
+                live = self.ledger.live_orders()
+        return self.ledger.sync_orders(remote_open, live=live)
+
     def sync_trades(self) -> int:
         """Apply trades since the last one seen; returns how many were new."""
         applied = 0
@@ -232,17 +274,12 @@ class SymbolEngine:
             if len(trades) < 1000:
                 return applied
 
-    # --- order states --------------------------------------------------------------------------
-    def sync_orders(self) -> None:
-        """Make every live ledger order agree with the exchange."""
-        self.ledger.sync_orders()
-
     def resolve(self, order: Order) -> None:
         """A live ledger order that is not open at the exchange: ask the exchange by client id."""
         self.ledger.resolve(order)
 
     # --- placing -------------------------------------------------------------------------------
-    def plan(self, price: Decimal) -> grid.GridPlan:
+    def plan(self, price: Decimal, live: list[Order]) -> grid.GridPlan:
         params = grid.GridParams(
             interval=self.symbol.price_interval,
             order_quantity=self.symbol.order_quantity,
@@ -258,21 +295,16 @@ class SymbolEngine:
             if holding > 0  # on SQLite the filter compares text; this line keeps it exact
         ]
         return grid.desired_orders(
-            params, self.rules, self.lattice, price, slots, self.live_views(),
+            params, self.rules, self.lattice, price, slots, live_views(live),
             buys_paused=self.monotonic() < self.buys_paused_until,
         )
 
-    def live_views(self) -> list[grid.LiveOrderView]:
-        return [
-            grid.LiveOrderView(side=o.side, level=o.level, price=o.price, filled=o.filled_amount, ref=o.client_order_id)
-            for o in Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES).only(
-                "side", "level", "price", "filled_amount", "client_order_id"
-            )
-        ]
-
-    def place_wanted(self, price: Decimal, result: TickResult) -> None:
-        for wanted in self.plan(price).orders:
-            self.place(wanted, result)
+    def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
+        """Place what the grid wants; orders that went live are appended to `live`."""
+        for wanted in self.plan(price, live).orders:
+            order = self.place(wanted, result)
+            if order is not None and order.is_live:
+                live.append(order)
 
     def place(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
         """Place one order through the intent ledger, under its order lock."""
@@ -364,14 +396,15 @@ class SymbolEngine:
             log.warning("%s lock %s release failed (expires by TTL): %s", self.symbol.symbol, grant.key, exc)
 
     # --- cancelling ----------------------------------------------------------------------------
-    def cancel_unwanted(self, price: Decimal, result: TickResult) -> None:
-        live = self.live_views()
-        victims = {v.ref: v for v in grid.stale_buys(live, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
-        for v in grid.cleanup_candidates(live, price, self.symbol.order_cleanup_threshold, self.symbol.cleanup_batch_size):
+    def cancel_unwanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
+        views = live_views(live)
+        victims = {v.ref: v for v in grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
+        for v in grid.cleanup_candidates(views, price, self.symbol.order_cleanup_threshold, self.symbol.cleanup_batch_size):
             victims.setdefault(v.ref, v)
+        by_ref = {o.client_order_id: o for o in live}
         for ref in victims:
-            order = Order.objects.filter(client_order_id=ref).first()
-            if order is not None and order.is_live and order.filled_amount == 0:
+            order = by_ref[ref]
+            if order.is_live and order.filled_amount == 0:
                 self.cancel(order, result, reason="outside the grid window")
 
     def cancel(self, order: Order, result: TickResult | None = None, *, reason: str = "") -> bool:

@@ -25,6 +25,12 @@ EXCHANGE_ERRORS = get_or_create(
     Counter, "quantmesh_exchange_errors_total", "Exchange requests that failed, by error kind.", ("exchange", "method", "kind")
 )
 LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
+# The same lag over all symbols of the process, as a distribution: its p99 is the figure to watch
+# (a tick starts late when the previous one overran the tick interval or the process is saturated).
+TICK_LAG = get_or_create(
+    Histogram, "quantmesh_tick_lag_seconds", "How late ticks started, all symbols of this process.", (),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
 
 
 def observe_exchange_request(exchange: str, method: str, seconds: float, error: str | None) -> None:
@@ -42,7 +48,9 @@ def install() -> None:
 
 def observe_tick(symbol: str, result, lag: float) -> None:
     """Count what one tick did."""
-    LOOP_LAG.labels(symbol).set(max(lag, 0.0))
+    lag = max(lag, 0.0)
+    LOOP_LAG.labels(symbol).set(lag)
+    TICK_LAG.observe(lag)
     for side, count in result.placed_sides.items():
         ORDERS_PLACED.labels(symbol, side).inc(count)
     for side, count in result.canceled_sides.items():

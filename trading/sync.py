@@ -110,15 +110,23 @@ class LedgerSync:
         return order
 
     # --- orders ----------------------------------------------------------------------------------
-    def sync_orders(self, remote_open: list[ExchangeOrder] | None = None) -> list[Change]:
-        """Make every live ledger order agree with the exchange."""
-        live = list(Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES))
+    def live_orders(self) -> list[Order]:
+        return list(Order.objects.filter(symbol=self.symbol, status__in=LIVE_STATUSES).order_by())
+
+    def sync_orders(self, remote_open: list[ExchangeOrder] | None = None, *, live: list[Order] | None = None,
+                    changes: list[Change] | None = None) -> list[Order]:
+        """Make every live ledger order agree with the exchange (`remote_open`: its open orders,
+        fetched here when not given; `live`: the ledger's live orders, read here when not given).
+        Returns the orders still live; what was found is appended to `changes`."""
+        if live is None:
+            live = self.live_orders()
         if not live:
             return []
         if remote_open is None:
             remote_open = self.gateway.fetch_open_orders(self.symbol.symbol)
         by_cid = {o.client_order_id: o for o in remote_open}
-        changes = []
+        if changes is None:
+            changes = []
         for order in live:
             remote = by_cid.get(order.client_order_id)
             if remote is not None:
@@ -132,7 +140,7 @@ class LedgerSync:
             change = self.resolve(order)
             if change is not None:
                 changes.append(change)
-        return changes
+        return [order for order in live if order.is_live]
 
     def resolve(self, order: Order) -> Change | None:
         """A live ledger order that is not open at the exchange: ask the exchange by client id."""

@@ -45,7 +45,7 @@ def test_restart_keeps_the_lattice_and_the_slots(sim, make_engine):
 
 def test_post_only_rejects_fall_back_to_a_plain_limit(sim, make_engine):
     engine = make_engine()
-    want = engine.plan(D("60000")).orders[0]
+    want = engine.plan(D("60000"), engine.ledger.live_orders()).orders[0]
     sim.engine.set_price("BTC/USDT", want.price - D("1"))  # the buy would now take
     results = []
     for _ in range(POST_ONLY_FALLBACK_AFTER + 1):
@@ -169,3 +169,45 @@ def test_a_quantity_below_the_exchange_minimum_notional_is_refused(sim, make_eng
     with pytest.raises(Rejected, match="below the exchange's minimum notional 5"):
         make_engine()
     assert Order.objects.count() == 0
+
+
+@pytest.fixture
+def requests_made():
+    """Names of the gateway methods called, in order, through the real request observer."""
+    from trading.exchange.gateway import set_request_observer
+
+    calls: list[str] = []
+    set_request_observer(lambda exchange, method, seconds, error: calls.append(method))
+    yield calls
+    set_request_observer(None)
+
+
+def test_an_idle_tick_skips_the_trades_request_and_a_fill_is_still_applied_at_once(sim, make_engine, requests_made):
+    engine = make_engine()
+    engine.tick()  # places the buys; the first tick always syncs trades
+    requests_made.clear()
+    for _ in range(3):
+        assert engine.tick().fills == 0
+    assert Counter(requests_made) == {"fetch_open_orders": 3, "fetch_ticker": 3}
+
+    sim.engine.set_price("BTC/USDT", D("59800"))  # the buy at level -1 fills
+    requests_made.clear()
+    result = engine.tick()
+    assert "fetch_my_trades" in requests_made
+    assert result.fills == 1
+    assert statuses(side="sell") == [(f"qm-{engine.symbol.pk}-sm1-0", "open")]  # its sell, in the same tick
+
+
+def test_a_full_trade_sync_still_runs_on_idle_ticks_now_and_then(sim, make_engine, requests_made):
+    clock = [1000.0]
+    engine = make_engine()
+    engine.monotonic = lambda: clock[0]
+    engine.tick()
+    requests_made.clear()
+    engine.tick()
+    assert "fetch_my_trades" not in requests_made
+    from trading.engine import FULL_TRADE_SYNC_SECONDS
+
+    clock[0] += FULL_TRADE_SYNC_SECONDS
+    engine.tick()
+    assert requests_made.count("fetch_my_trades") == 1

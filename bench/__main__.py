@@ -21,9 +21,10 @@ RUNS = [
     ("order_path", [sys.executable, "-m", "bench.bench_order_path", "--orders", "200", "--rounds", "5"]),
     ("gateway", [sys.executable, "-m", "bench.bench_gateway", "--n", "300"]),
     ("simulator", [sys.executable, "bench/bench_simulator.py"]),
-    ("engine", [sys.executable, "-m", "bench.bench_engine", "--seconds", "5"]),
+    ("engine", [sys.executable, "-m", "bench.bench_engine", "--rounds", "100"]),
     ("reconcile", [sys.executable, "-m", "bench.bench_reconcile", "--sizes", "100,1000,10000"]),
-    ("memory", [sys.executable, "-m", "bench.bench_memory", "--symbols", "1,10,50", "--settle", "10", "--run-seconds", "60"]),
+    # 50 symbols for one simulated hour at 10x (6 min), a stress minute, memory per symbol, 3 x 60 + failover.
+    ("scale", [sys.executable, "-m", "bench.bench_scale", "--soak-seconds", "360", "--stress-seconds", "60"]),
 ]
 
 
@@ -58,11 +59,12 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {row['p50_us']} | {row['p99_us']} | {row['round_trips_per_op']} |")
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in r["locks"]["ratios"].items()), ""]
     if "order_path" in r:
-        o = r["order_path"]
-        lines += ["| order path (lock + intent + HTTP + update) | p50 µs | p99 µs | orders/s |", "|---|---|---|---|",
-                  f"| NopLock | {o['nop']['p50_us']} | {o['nop']['p99_us']} | {o['orders_per_second']['nop']} |",
-                  f"| RedisLock | {o['redis']['p50_us']} | {o['redis']['p99_us']} | {o['orders_per_second']['redis']} |",
-                  "", f"Redis / nop: p50 ratio {o['redis_over_nop_p50']}, per-round median {o['redis_over_nop_per_round_median']}", ""]
+        lines += ["| order path (lock + intent + HTTP + update), exchange latency | NopLock p50 µs | RedisLock p50 µs "
+                  "| Redis - nop µs | Redis / nop p50 | per-round median |", "|---|---|---|---|---|---|"]
+        for latency, o in r["order_path"]["by_latency"].items():
+            lines.append(f"| {latency} | {o['nop']['p50_us']} | {o['redis']['p50_us']} | {o['redis_minus_nop_p50_us']} | "
+                         f"{o['redis_over_nop_p50']} | {o['redis_over_nop_per_round_median']} |")
+        lines.append("")
     if "gateway" in r:
         lines += ["| gateway call against the simulator | p50 µs | p99 µs |", "|---|---|---|"]
         for name, row in r["gateway"]["results"].items():
@@ -70,13 +72,10 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {name} | {row['p50_us']} | {row['p99_us']} |")
         lines.append("")
     if "engine" in r:
-        lines += ["| symbols on one instance | ticks/s total | ticks/s per symbol | orders accepted |", "|---|---|---|---|"]
-        for row in r["engine"]["scaling"]:
-            lines.append(f"| {row['symbols']} | {row['ticks_per_second']} | {row['ticks_per_second_per_symbol']} | "
-                         f"{row['orders_accepted']} |")
         lat = r["engine"]["latency"]
-        lines += ["", f"tick latency: idle p50 {lat['idle_tick']['p50_us']} µs; with a fill and new orders p50 "
-                  f"{lat['tick_with_fill_and_new_orders']['p50_us']} µs (p99 {lat['tick_with_fill_and_new_orders']['p99_us']})", ""]
+        lines += [f"one symbol's tick: idle p50 {lat['idle_tick']['p50_us']} µs (p99 {lat['idle_tick']['p99_us']}); "
+                  f"with a fill and new orders p50 {lat['tick_with_fill_and_new_orders']['p50_us']} µs "
+                  f"(p99 {lat['tick_with_fill_and_new_orders']['p99_us']})", ""]
     if "reconcile" in r:
         lines += ["| open orders | reconcile total s | exchange calls s | ledger work s | ledger µs/order |",
                   "|---|---|---|---|---|"]
@@ -84,13 +83,29 @@ def markdown(results: dict) -> str:
             lines.append(f"| {row['open_orders']} | {row['total_s']} | {row['exchange_calls_s']} | {row['ledger_s']} | "
                          f"{row['ledger_us_per_order']} |")
         lines.append("")
-    if "memory" in r:
-        lines += ["| runbot, symbols | RSS after settling MiB | RSS at end MiB | simulated minutes | orders |",
-                  "|---|---|---|---|---|"]
-        for row in r["memory"]["runs"]:
-            lines.append(f"| {row['symbols']} | {row['rss_after_settle_mib']} | {row['rss_end_mib']} | "
-                         f"{row['simulated_minutes']} | {row['orders']} |")
-        lines += ["", f"per extra symbol: {r['memory']['mib_per_extra_symbol']} MiB", ""]
+    if "scale" in r:
+        sc = r["scale"]
+        lines += ["| one runbot, 50 symbols, tick 1 s | price step | ticks/s | lag p50 | lag p99 | ticks lag <= 1 s "
+                  "| bot CPU % of a core | orders | fills | RSS start → end MiB | RSS slope, 2nd half, MiB/h |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name in ("single", "stress"):
+            if name in sc:
+                x = sc[name]
+                lines.append(f"| {name}, {x['seconds']} s | {x['price_step_seconds']} s | {x['ticks_per_second']} | "
+                             f"{x['lag_p50_s']} s | {x['lag_p99_s']} s | {x['share_within_1s']:.2%} | "
+                             f"{x['bot_cpu_percent_of_one_core']} | {x['orders_placed']} | {x['fills']} | "
+                             f"{x['rss_start_mib']} → {x['rss_end_mib']} | {x['rss_growth_second_half_mib_per_hour']} |")
+        lines.append("")
+        if "rss_after_start_mib" in sc:
+            rows = ", ".join(f"{n} symbols {m} MiB" for n, m in sc["rss_after_start_mib"].items())
+            lines += [f"runbot RSS after start: {rows}; {sc.get('rss_mib_per_extra_symbol')} MiB per extra symbol", ""]
+        if "multi" in sc:
+            m = sc["multi"]
+            lines += [f"{m['instances']} instances, {m['symbols']} symbols, lease TTL {m['lease_ttl_s']} s: spread "
+                      f"{m['spread_settled']} (max {m['max_per_instance']}), settled in {m['settle_seconds']} s; "
+                      f"SIGKILL of {m['killed']} ({m['orphaned_symbols']} symbols): trading again on a survivor after "
+                      f"{m['failover_first_s']}–{m['failover_max_s']} s (median {m['failover_median_s']}, target "
+                      f"<= {m['failover_target_s']} s); spread after {m['spread_after_failover']}", ""]
     if results["failed"]:
         lines.append(f"failed: {', '.join(results['failed'])}")
     return "\n".join(lines) + "\n"

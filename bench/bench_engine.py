@@ -1,9 +1,8 @@
-"""Grid engine throughput and latency against the simulator (SQLite, NopLock).
+"""Tick latency of one symbol's engine against the simulator (SQLite, NopLock): an idle tick
+(nothing filled: open orders and the price are read, nothing is placed) against a tick that sees
+a fill and places the orders that follow from it. Scale with many symbols is `bench.bench_scale`.
 
-- ticks per second one `runbot` instance sustains with 1, 10 and 50 symbols;
-- tick-to-order latency: a tick that sees a fill and places the sell, vs an idle tick.
-
-    python -m bench.bench_engine [--seconds 5]
+    python -m bench.bench_engine [--rounds 100]
 """
 from __future__ import annotations
 
@@ -35,30 +34,6 @@ def simulator(n: int, tick_seconds: float | None):
     return SimulatorServer(config)
 
 
-def ticks_per_second(n: int, seconds: float) -> dict:
-    from locking.nop import NopLock
-    from trading.runner import Bot, BotOptions
-
-    with simulator(n, tick_seconds=0.1) as sim:
-        symbols = make_symbols(n, sim.base_url)
-        bot = Bot(symbols, NopLock(), BotOptions(instance_id=f"bench-{n}", tick_interval=0.001, status_interval=3600),
-                  out=lambda line: None)
-        bot.start()
-        for run in bot.runs.values():
-            run.ready.wait(60)
-        before = sum(r.ticks for r in bot.runs.values())
-        started = time.perf_counter()
-        time.sleep(seconds)
-        after = sum(r.ticks for r in bot.runs.values())
-        elapsed = time.perf_counter() - started
-        bot.stop()
-        bot.join()
-        orders = len(sim.engine.ledger())
-    total = (after - before) / elapsed
-    return {"symbols": n, "ticks_per_second": round(total, 1), "ticks_per_second_per_symbol": round(total / n, 2),
-            "orders_accepted": orders, "errors": sum(r.errors for r in bot.runs.values())}
-
-
 def tick_latency(rounds: int) -> dict:
     from locking.nop import NopLock
     from trading import services
@@ -86,19 +61,16 @@ def tick_latency(rounds: int) -> dict:
     return {"idle_tick": summarize(idle), "tick_with_fill_and_new_orders": summarize(fill_to_sell)}
 
 
-def run(seconds: float = 5.0) -> dict:
+def run(rounds: int = 100) -> dict:
     setup_django()
-    scaling = [ticks_per_second(n, seconds) for n in (1, 10, 50)]
-    return {"scaling": scaling, "latency": tick_latency(100)}
+    return {"latency": tick_latency(rounds)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    results = run(args.seconds)
-    for row in results["scaling"]:
-        print(row)
+    results = run(args.rounds)
     print(results["latency"])
     print("wrote", write_json("engine", results))
 

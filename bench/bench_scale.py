@@ -100,9 +100,10 @@ class Proc:
                 self.popen.wait()
 
 
-def simulator(names: list[str], step_seconds: float | None) -> tuple[Proc, str]:
+def simulator(names: list[str], step_seconds: float | None, price: str = "100") -> tuple[Proc, str]:
+    """`manage.py simexchange` serving `names`, all starting at `price`; (process, base URL)."""
     port = free_port()
-    args = ["simexchange", "--port", str(port), "--symbols", ",".join(names), "--price", ",".join(["100"] * len(names)),
+    args = ["simexchange", "--port", str(port), "--symbols", ",".join(names), "--price", ",".join([price] * len(names)),
             "--balances", "USDT=1000000000", "--weight-limit", "1000000000"]
     if step_seconds:
         args += ["--tick-seconds", str(step_seconds)]
@@ -309,7 +310,13 @@ def multi(redis_url: str, instances: int = 3, symbols: int = 60, ttl_ms: int = 5
             if time.monotonic() - killed_at > 120:
                 raise RuntimeError(f"only {len(resumed)} of {len(orphaned)} symbols resumed")
             time.sleep(0.02)
-        after_spread = {k: v for k, v in spread().items() if k != victim}
+        # Then wait for the survivors' spread to settle (a hand-over may be in flight).
+        deadline = time.monotonic() + 30
+        while True:
+            after_spread = {k: v for k, v in spread().items() if k != victim}
+            if sum(after_spread.values()) == symbols or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         for bot in bots.values():
             bot.stop()

@@ -59,7 +59,7 @@ def setup_django(database_url: str | None = None) -> None:
     """Django against a throwaway SQLite file (or `database_url`), migrated."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantmesh.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only")
-    os.environ.setdefault("QM_DEBUG", "1")
+    os.environ.setdefault("QM_DEBUG", "0")  # production settings: no query log
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     elif "DATABASE_URL" not in os.environ:

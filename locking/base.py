@@ -107,14 +107,14 @@ class LockStartupError(LockError):
 
 # --- grants -----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One successful acquire.
+class Grant(NamedTuple):
+    """One successful acquire. Immutable; `grant._replace(ttl_ms=...)` makes a changed copy.
 
     `acquired` and `deadline` are `time.monotonic()` values. `acquired` is when the acquire request
     was sent, so the deadline (acquired + TTL - clock-drift margin) is never later than the
     backend's own expiry. `is_valid()` turns False at the deadline without asking the backend, so a
-    holder cut off from Redis still knows when to stop.
+    holder cut off from Redis still knows when to stop. (A named tuple rather than a dataclass: it
+    is built on every acquire, and a tuple is built in a third of the time.)
     """
 
     key: str
@@ -176,6 +176,8 @@ MAX_TOKEN = 2**53 - 1
 
 
 def _check_floor(floor: int) -> None:
+    if floor.__class__ is int and 0 <= floor < MAX_TOKEN:  # the common case, decided at once
+        return
     if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor < MAX_TOKEN:
         raise ValueError(f"fence floor must be an int in [0, 2**53 - 1), got {floor!r}")
 
@@ -233,6 +235,18 @@ def record_event(kind: str, key: str, *, owner: str = "", token: int | None = No
 
 # --- the service ------------------------------------------------------------------------------------
 
+# Forks of this process so far: a forked child counts one more, so its threads get new owner ids
+# (cheaper than asking the kernel for the pid on every acquire).
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
 # Bookkeeping of grants never released is pruned once it holds this many entries.
 _PRUNE_AT = 4096
 
@@ -273,9 +287,9 @@ class LockService(ABC):
     def owner_id(self) -> str:
         """The calling thread's owner id for this service (new after a fork)."""
         local = self._local
-        pid = os.getpid()
-        if getattr(local, "pid", None) != pid:
-            local.pid = pid
+        if getattr(local, "forks", -1) != _forks:
+            pid = os.getpid()
+            local.forks = _forks
             local.owner = f"{self.instance_id}:{pid}:{uuid.uuid4().hex[:12]}"
         return local.owner
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
 from locking import metrics
 from locking.base import (
@@ -52,6 +51,8 @@ class NopLock(LockService):
         # One counter for all keys: strictly increasing overall, hence per key, with no per-key state.
         self._last_token = 0
         self._acquires = 0
+        # The metric children of each key, looked up once (bounded like the metrics' own caches).
+        self._children = metrics.key_children
 
     def deadline(self, sent: float, ttl_ms: int) -> float:
         return sent + ttl_ms / 1000
@@ -76,7 +77,7 @@ class NopLock(LockService):
         if grant is None:
             return self._contended(key, ttl_ms, owner, floor, timeout)
         if self.record_metrics:
-            metrics.key_children(key)[0].inc()
+            self._children(key)[0].inc()
         return grant
 
     def unlock(self, grant: Grant) -> bool:
@@ -100,7 +101,7 @@ class NopLock(LockService):
                                  holder.deadline > _monotonic() else None)
         if self.record_metrics:
             held = _monotonic() - grant.acquired
-            metrics.key_children(key)[1].observe(held if held > 0 else 0.0)
+            self._children(key)[1].observe(held if held > 0 else 0.0)
         if error is not None:
             record_event(LOST, key, owner=grant.owner, token=grant.token, detail=str(error))
             raise error
@@ -146,7 +147,7 @@ class NopLock(LockService):
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         with self._state:
             self._owned(grant)
-            renewed = replace(grant, ttl_ms=ttl_ms, deadline=_monotonic() + ttl_ms / 1000)
+            renewed = grant._replace(ttl_ms=ttl_ms, deadline=_monotonic() + ttl_ms / 1000)
             self._holders[grant.key] = renewed
         return renewed
 

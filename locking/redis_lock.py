@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from redis import ConnectionPool, Redis
@@ -322,7 +322,7 @@ class RedisLock(LockService):
         status, holder = self._call("extend", grant.key, self._extend_script,
                                     keys=[self.lock_key(grant.key)], args=[self._value(grant), ttl_ms])
         self._check_owned(grant, int(status), int(holder))
-        return replace(grant, ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
+        return grant._replace(ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
 
     def _seed_fence(self, key: str, floor: int) -> int:
         self.lock_key(key)  # validates the key

@@ -9,7 +9,9 @@ Keys (the namespace is explicit; Django's cache key prefix and version never app
 One round trip per operation: acquire, release and extend are each one Lua script (EVALSHA).
 The client is our own, with short socket timeouts and redis-py's retries turned off: a retried
 acquire or release could be applied twice or with its reply lost, and a dead server must turn into
-`LockBackendUnavailable` within about one socket timeout, not after a retry loop.
+`LockBackendUnavailable` within about one socket timeout, not after a retry loop. The scripts go
+out on one connection per thread, written and read directly: checking a connection out of a pool
+and back in for every command cost more CPU than the rest of the client put together.
 
 The acquire script is idempotent for its owner: if the key already holds our owner id (our earlier
 acquire went through but its reply was lost), it answers with that grant instead of "busy".
@@ -18,16 +20,20 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from redis import ConnectionPool, Redis
 from redis.backoff import NoBackoff
-from redis.connection import UnixDomainSocketConnection, parse_url
-from redis.exceptions import RedisError, ResponseError
+from redis.commands.core import Script
+from redis.connection import AbstractConnection, UnixDomainSocketConnection, parse_url
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
+from locking import base
 from locking.base import (
     Attempt,
     Grant,
@@ -214,6 +220,11 @@ class RedisLock(LockService):
                                 connect_timeout=connect, max_connections=max_connections,
                                 client_name=self.client_name)
         self._client = Redis(connection_pool=self._pool)
+        # Scripts run on one connection per thread (see the module docstring); kept weakly, so a
+        # thread's connection closes with the thread, and close() can still reach the live ones.
+        self._thread = threading.local()
+        self._thread_connections: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        self._thread_connections_lock = threading.Lock()
         self._waiter = Redis(connection_pool=self._wait_pool)
         self._acquire_script = self._client.register_script(ACQUIRE_SCRIPT)
         self._release_script = self._client.register_script(RELEASE_SCRIPT)
@@ -266,9 +277,10 @@ class RedisLock(LockService):
             raise LockStartupError(
                 f"lock backend: Redis at {self.address} has maxmemory-policy {policy!r}; lock keys "
                 f"could be evicted. Set maxmemory-policy noeviction (or use a dedicated Redis).")
-        try:  # loaded now, so the first acquire is one round trip too
+        try:  # loaded now, and this thread connected, so the first acquire is one round trip too
             for script in (self._acquire_script, self._release_script, self._extend_script, self._seed_script):
                 self._client.script_load(script.script)
+            self._thread_connection().connect()
         except RedisError as exc:
             raise LockStartupError(f"lock backend: cannot load scripts on Redis at {self.address}: {exc}") from exc
         check = ServerCheck(address=self.address, version=version, maxmemory_policy=policy,
@@ -286,7 +298,7 @@ class RedisLock(LockService):
         conflicted = False
         while True:
             sent = time.monotonic()
-            token, pttl, server_us = self._call("acquire", key, self._acquire_script, keys=keys, args=args)
+            token, pttl, server_us = self._script("acquire", key, self._acquire_script, keys, args)
             if token:
                 pttl = max(int(pttl), 0)
                 grant = Grant(key=key, token=int(token), owner=owner, acquired=sent, ttl_ms=pttl,
@@ -312,25 +324,29 @@ class RedisLock(LockService):
 
     def _release(self, grant: Grant) -> int:
         keys = [self.lock_key(grant.key), self.wake_key(grant.key)]
-        status, holder, server_us = self._call("release", grant.key, self._release_script,
-                                               keys=keys, args=[self._value(grant), self._signal_ms])
+        status, holder, server_us = self._script("release", grant.key, self._release_script,
+                                                 keys, [self._value(grant), self._signal_ms])
         self._check_owned(grant, int(status), int(holder))
         return int(server_us)
 
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         sent = time.monotonic()
-        status, holder = self._call("extend", grant.key, self._extend_script,
-                                    keys=[self.lock_key(grant.key)], args=[self._value(grant), ttl_ms])
+        status, holder = self._script("extend", grant.key, self._extend_script,
+                                      [self.lock_key(grant.key)], [self._value(grant), ttl_ms])
         self._check_owned(grant, int(status), int(holder))
         return grant._replace(ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
 
     def _seed_fence(self, key: str, floor: int) -> int:
         self.lock_key(key)  # validates the key
-        return int(self._call("seed fence", key, self._seed_script, keys=[self.fence_key(key)], args=[floor]))
+        return int(self._script("seed fence", key, self._seed_script, [self.fence_key(key)], [floor]))
 
     def _close(self) -> None:
         self._pool.disconnect()
         self._wait_pool.disconnect()
+        with self._thread_connections_lock:
+            connections = list(self._thread_connections)
+        for connection in connections:
+            connection.disconnect()
 
     # -- helpers --
 
@@ -344,6 +360,40 @@ class RedisLock(LockService):
             raise NotOwned(grant.key, grant.token)
         if status < 0:
             raise NotOwned(grant.key, grant.token, holder)
+
+    def _thread_connection(self) -> AbstractConnection:
+        local = self._thread
+        connection = getattr(local, "connection", None)
+        if connection is None or local.forks != base._forks:  # a forked child never reuses the parent's socket
+            connection = self._pool.connection_class(**self._pool.connection_kwargs)
+            local.connection, local.forks = connection, base._forks
+            with self._thread_connections_lock:
+                self._thread_connections.add(connection)
+        return connection
+
+    def _script(self, operation: str, key: str, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run one of our scripts on this thread's connection: EVALSHA, or EVAL when the server has
+        lost its script cache (a restart). Redis failures become LockBackendUnavailable; after any
+        failure but a script error the connection is dropped, since a reply may still be in flight."""
+        connection = self._thread_connection()
+        try:
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+            except NoScriptError:
+                connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+                return connection.read_response()
+        except ResponseError as exc:
+            raise LockBackendUnavailable(
+                f"lock {operation} {key!r}: Redis at {self.address} refused the script: {exc}") from exc
+        except BaseException as exc:
+            self._thread.connection = None
+            connection.disconnect()
+            if isinstance(exc, RedisError):
+                raise LockBackendUnavailable(
+                    f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
 
     def _call(self, operation: str, key: str, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one Redis command; any Redis failure becomes LockBackendUnavailable (fail closed)."""

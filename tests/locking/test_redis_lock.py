@@ -53,8 +53,20 @@ def test_one_round_trip_per_operation(redis_lock: RedisLock, key: str, round_tri
     assert sent == 1
     sent, grant = count(lambda: redis_lock.extend(grant, 5))
     assert sent == 1
-    busy = threading.Thread(target=lambda: redis_lock.try_lock(key, 5))
-    sent, _ = count(lambda: (busy.start(), busy.join()))
+    # A busy acquire from another thread, once that thread has its connection (made on its first
+    # lock call, one handshake per thread for its lifetime).
+    ready, go = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        redis_lock.unlock(redis_lock.try_lock(key + ":warm-up", 5))
+        ready.set()
+        go.wait()
+        assert redis_lock.try_lock(key, 5) is None
+
+    busy = threading.Thread(target=other_thread)
+    busy.start()
+    ready.wait()
+    sent, _ = count(lambda: (go.set(), busy.join()))
     assert sent == 1
     sent, _ = count(lambda: redis_lock.unlock(grant))
     assert sent == 1

@@ -112,7 +112,7 @@ def markdown(results: dict) -> str:
                              f"{x['rss_start_mib']} → {x['rss_end_mib']} | {x['rss_growth_second_half_mib_per_hour']} |")
         lines.append("")
         if "rss_after_start_mib" in sc:
-            rows = ", ".join(f"{n} symbols {m} MiB" for n, m in sc["rss_after_start_mib"].items())
+            rows = ", ".join(f"{n} symbol{'' if str(n) == '1' else 's'} {m} MiB" for n, m in sc["rss_after_start_mib"].items())
             lines += [f"runbot RSS after start: {rows}; {sc.get('rss_mib_per_extra_symbol')} MiB per extra symbol", ""]
         if "multi" in sc:
             m = sc["multi"]

@@ -115,8 +115,12 @@ def test_operator_watches_the_grid_and_pauses_it(live_server, browser, screensho
 
     # The price rises through the sell: the round trip's profit appears in the PnL headline and chart.
     sim.engine.set_price("BTC/USDT", Decimal("60010"))
+    # The page reads its panels one query at a time while the bot writes, so one render can show
+    # the sell's profit before the chart has its fill; wait for a render that has both.
     on_page(lambda d: Decimal(attribute(d, f"{card} .qm-pnl", "data-pnl") or "0") > 0
-            and count(d, f'{card} [data-side="sell"]') == 0, "a positive realised PnL after the sell")
+            and count(d, f'{card} [data-side="sell"]') == 0
+            and int(attribute(d, f"{card} figure.qm-pnl-chart", "data-points") or 0) >= 2,
+            "a positive realised PnL and both fills on the chart after the sell")
     realised = sum((s.realized_pnl for s in GridSlot.objects.filter(symbol=symbol)), Decimal(0))
     assert Decimal(attribute(browser, f"{card} .qm-pnl", "data-pnl")) == realised > 0
     assert int(attribute(browser, f"{card} figure.qm-pnl-chart", "data-points")) == Fill.objects.filter(symbol=symbol).count() >= 2

@@ -30,7 +30,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from bench.common import OUT, setup_django, write_json
+from bench.common import setup_django, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -332,13 +332,7 @@ def multi(redis_url: str, instances: int = 3, symbols: int = 60, ttl_ms: int = 5
 
 def run(parts: list[str], soak_seconds: float = 360.0, stress_seconds: float = 60.0,
         redis_url: str = DEFAULT_REDIS) -> dict:
-    if "DATABASE_URL" not in os.environ:
-        OUT.mkdir(parents=True, exist_ok=True)
-        path = OUT / "scale.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    setup_django()
+    setup_django(sqlite_name="scale.sqlite3")  # the bots it starts share this file
     results: dict = {}
     if "single" in parts:
         results["single"] = one_instance(50, 6.0, soak_seconds, "soak")

@@ -55,8 +55,9 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
-def setup_django(database_url: str | None = None) -> None:
-    """Django against a throwaway SQLite file (or `database_url`), migrated."""
+def setup_django(database_url: str | None = None, sqlite_name: str = "bench.sqlite3") -> None:
+    """Django against a throwaway SQLite file bench/out/`sqlite_name` (or `database_url`, or an
+    existing DATABASE_URL), migrated."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantmesh.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("QM_DEBUG", "0")  # production settings: no query log
@@ -64,7 +65,7 @@ def setup_django(database_url: str | None = None) -> None:
         os.environ["DATABASE_URL"] = database_url
     elif "DATABASE_URL" not in os.environ:
         OUT.mkdir(parents=True, exist_ok=True)
-        path = OUT / "bench.sqlite3"
+        path = OUT / sqlite_name
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{path}"

@@ -450,22 +450,28 @@ class LockService(ABC):
             self._count_acquire(label, "error")
             record_event(BACKEND_ERROR, key, owner=owner, detail=str(exc))
             raise
-        if conflicted and self.record_metrics:
-            metrics.record_conflict(label)
+        self._record_attempt(key, label, owner, timeout, grant, conflicted)
         if grant is None:
-            if timeout is None:
-                self._count_acquire(label, "busy")
-                record_event(CONFLICT, key, owner=owner)
-            else:
-                self._count_acquire(label, "timeout")
-                record_event(TIMEOUT, key, owner=owner, detail=f"waited {timeout:.3f} s")
             return None
-        self._count_acquire(label, "success")
         with self._mutex:
             self._held[(owner, key)] = grant
             if len(self._held) > _PRUNE_AT:
                 self._prune()
         return grant
+
+    def _record_attempt(self, key: str, label: str, owner: str, timeout: float | None, grant: Grant | None,
+                        conflicted: bool) -> None:
+        """Count an acquire's outcome (and a conflict, if it met one); record busy and timeout events."""
+        if conflicted and self.record_metrics:
+            metrics.record_conflict(label)
+        if grant is not None:
+            self._count_acquire(label, "success")
+        elif timeout is None:
+            self._count_acquire(label, "busy")
+            record_event(CONFLICT, key, owner=owner)
+        else:
+            self._count_acquire(label, "timeout")
+            record_event(TIMEOUT, key, owner=owner, detail=f"waited {timeout:.3f} s")
 
     def _refuse_reentry(self, owner: str, key: str) -> None:
         with self._mutex:

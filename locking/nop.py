@@ -17,9 +17,7 @@ import time
 
 from locking import metrics
 from locking.base import (
-    CONFLICT,
     LOST,
-    TIMEOUT,
     AlreadyHeld,
     Attempt,
     Grant,
@@ -51,8 +49,6 @@ class NopLock(LockService):
         # One counter for all keys: strictly increasing overall, hence per key, with no per-key state.
         self._last_token = 0
         self._acquires = 0
-        # The metric children of each key, looked up once (bounded like the metrics' own caches).
-        self._children = metrics.key_children
 
     def deadline(self, sent: float, ttl_ms: int) -> float:
         return sent + ttl_ms / 1000
@@ -77,7 +73,7 @@ class NopLock(LockService):
         if grant is None:
             return self._contended(key, ttl_ms, owner, floor, timeout)
         if self.record_metrics:
-            self._children(key)[0].inc()
+            metrics.key_children(key)[0].inc()
         return grant
 
     def unlock(self, grant: Grant) -> bool:
@@ -92,7 +88,6 @@ class NopLock(LockService):
                     waiting = self._waiting.get(key)
                     if waiting is not None:
                         waiting[0].notify()
-                    holder = None
                     error = None
                 else:
                     error = NotOwned(key, grant.token)
@@ -101,7 +96,7 @@ class NopLock(LockService):
                                  holder.deadline > _monotonic() else None)
         if self.record_metrics:
             held = _monotonic() - grant.acquired
-            self._children(key)[1].observe(held if held > 0 else 0.0)
+            metrics.key_children(key)[1].observe(held if held > 0 else 0.0)
         if error is not None:
             record_event(LOST, key, owner=grant.owner, token=grant.token, detail=str(error))
             raise error
@@ -111,17 +106,8 @@ class NopLock(LockService):
 
     def _contended(self, key: str, ttl_ms: int, owner: str, floor: int, timeout: float | None) -> Grant | None:
         label = metrics.metric_label(key) if self.record_metrics else ""
-        if self.record_metrics:
-            metrics.record_conflict(label)
         grant = None if timeout is None else self._acquire(key, ttl_ms, owner, floor, timeout).grant
-        if grant is not None:
-            self._count_acquire(label, "success")
-        elif timeout is None:
-            self._count_acquire(label, "busy")
-            record_event(CONFLICT, key, owner=owner)
-        else:
-            self._count_acquire(label, "timeout")
-            record_event(TIMEOUT, key, owner=owner, detail=f"waited {timeout:.3f} s")
+        self._record_attempt(key, label, owner, timeout, grant, conflicted=True)
         return grant
 
     def _acquire(self, key: str, ttl_ms: int, owner: str, floor: int, timeout: float | None) -> Attempt:

@@ -168,6 +168,7 @@ class Bot:
         name = run.symbol.symbol
         stopping = lambda: self.stop_event.is_set() or run.stop.is_set()  # noqa: E731
         try:
+            keep_connection_open()
             engine = self._prepare(run, stopping)
             if engine is None:
                 return
@@ -293,6 +294,18 @@ class Bot:
 # so many arenas buy no parallelism, only resident memory that creeps up with fragmentation.
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt() parameter number in glibc's malloc.h
+
+
+def keep_connection_open() -> None:
+    """Let this thread keep its database connection from tick to tick, whatever CONN_MAX_AGE says.
+
+    A symbol thread ticks every second for the life of the process: reconnecting each tick costs a
+    connect (on PostgreSQL, a new server process) and, on SQLite, a fresh schema parse and page
+    cache each time, which also fragments the heap. `close_old_connections()` still runs before
+    each tick; with health checks on, it drops a connection that broke (a database restart) and
+    the tick reconnects. Only this thread's connection wrapper is changed.
+    """
+    connection.settings_dict = {**connection.settings_dict, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}
 
 
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:

@@ -317,27 +317,34 @@ class LockService(ABC):
     def unlock(self, grant: Grant) -> bool:
         """Release the grant: True, or NotOwned when it no longer holds the key (nothing changed)."""
         self._check_open()
-        ident = (grant.key, grant.token)
         try:
             self._release(grant)
         except NotOwned as exc:
             retried = self._forget(grant)
             self._observe_hold(grant)
-            if retried and exc.holder_token is None:
-                # An earlier release of this grant failed with its outcome unknown; the key is free
-                # now, so that release most likely went through. Not a lost lock.
+            if not self._record_not_owned(grant, exc, retried):
                 return True
-            record_event(LOST, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
             raise
         except LockBackendUnavailable as exc:
             # Keep the grant: the release may or may not have happened, and the caller may retry.
-            with self._mutex:
-                self._unconfirmed_releases.add(ident)
-            record_event(BACKEND_ERROR, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+            self._record_release_failure(grant, exc)
             raise
         self._forget(grant)
         self._observe_hold(grant)
         return True
+
+    def unlock_nowait(self, grant: Grant) -> None:
+        """Release the grant for a caller that would only log the outcome (the order and cancel
+        paths): never raises NotOwned or LockBackendUnavailable. A lock found lost, or a release
+        that failed, is logged and recorded as unlock() records it. A backend may send the release
+        at once and read its answer later (RedisLock: at this thread's next lock operation), so
+        the caller does not wait a round trip for an answer it would not act on."""
+        try:
+            self.unlock(grant)
+        except NotOwned:
+            logger.warning("lock %s (token %s) expired before its release", grant.key, grant.token)
+        except LockBackendUnavailable as exc:
+            logger.warning("lock %s release failed (it expires by its TTL): %s", grant.key, exc)
 
     def extend(self, grant: Grant, ttl: Seconds) -> Grant:
         """Set the lease's TTL to `ttl` from now (replace, not add); NotOwned if it was lost."""
@@ -495,6 +502,22 @@ class LockService(ABC):
             retried = ident in self._unconfirmed_releases
             self._unconfirmed_releases.discard(ident)
             return retried
+
+    @staticmethod
+    def _record_not_owned(grant: Grant, exc: NotOwned, retried: bool) -> bool:
+        """Record a release that found the key not ours; True when that means the lock was lost.
+        `retried`: an earlier release of this grant failed with its outcome unknown. If the key
+        is now free, that release most likely went through: not a lost lock."""
+        if retried and exc.holder_token is None:
+            return False
+        record_event(LOST, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
+        return True
+
+    def _record_release_failure(self, grant: Grant, exc: LockBackendUnavailable) -> None:
+        """Remember a release whose outcome is unknown (see _record_not_owned) and record it."""
+        with self._mutex:
+            self._unconfirmed_releases.add((grant.key, grant.token))
+        record_event(BACKEND_ERROR, grant.key, owner=grant.owner, token=grant.token, detail=str(exc))
 
     def _prune(self) -> None:
         """Forget grants past their deadline that were never released (called with the mutex held)."""

@@ -329,6 +329,54 @@ class RedisLock(LockService):
         self._check_owned(grant, int(status), int(holder))
         return int(server_us)
 
+    def unlock_nowait(self, grant: Grant) -> None:
+        """Send the release script and return without waiting for its answer. Redis runs the
+        release as soon as it arrives; the answer is read before this thread's next script, when
+        it has long arrived, so reading it costs no wait. Then a lost lock or a failure is logged
+        and recorded as unlock() would. At most one answer is ever outstanding per thread."""
+        self._check_open()
+        connection = self._thread_connection()
+        keys = [self.lock_key(grant.key), self.wake_key(grant.key)]
+        try:
+            connection.send_command("EVALSHA", self._release_script.sha, len(keys), *keys,
+                                    self._value(grant), self._signal_ms)
+        except BaseException as exc:
+            self._drop_thread_connection(connection)
+            if not isinstance(exc, RedisError):
+                raise
+            super().unlock_nowait(grant)  # a fresh connection, waiting for the answer this time
+            return
+        retried = self._forget(grant)
+        self._observe_hold(grant)
+        self._thread.unread = (grant, retried)
+
+    def _read_unread_release(self, connection: AbstractConnection) -> AbstractConnection:
+        """Read the answer of the release unlock_nowait() sent on this connection; returns the
+        connection to use next (a new one if this one failed)."""
+        grant, retried = self._thread.unread
+        self._thread.unread = None
+        try:
+            try:
+                status, holder, _ = connection.read_response()
+            except NoScriptError:  # Redis lost its scripts (a restart): that release did not run
+                connection.send_command("EVAL", self._release_script.script, 2, self.lock_key(grant.key),
+                                        self.wake_key(grant.key), self._value(grant), self._signal_ms)
+                status, holder, _ = connection.read_response()
+            self._check_owned(grant, int(status), int(holder))
+        except NotOwned as exc:
+            if self._record_not_owned(grant, exc, retried):
+                logger.warning("lock %s (token %s) expired before its release", grant.key, grant.token)
+        except BaseException as exc:
+            self._drop_thread_connection(connection)
+            if not isinstance(exc, RedisError):
+                raise
+            failure = LockBackendUnavailable(
+                f"lock release {grant.key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}")
+            self._record_release_failure(grant, failure)
+            logger.warning("lock %s release failed (it expires by its TTL): %s", grant.key, failure)
+            return self._thread_connection()
+        return connection
+
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         sent = time.monotonic()
         status, holder = self._script("extend", grant.key, self._extend_script,
@@ -362,14 +410,22 @@ class RedisLock(LockService):
             raise NotOwned(grant.key, grant.token, holder)
 
     def _thread_connection(self) -> AbstractConnection:
+        """This thread's connection, with no answer left unread on it."""
         local = self._thread
         connection = getattr(local, "connection", None)
         if connection is None or local.forks != base._forks:  # a forked child never reuses the parent's socket
             connection = self._pool.connection_class(**self._pool.connection_kwargs)
-            local.connection, local.forks = connection, base._forks
+            local.connection, local.forks, local.unread = connection, base._forks, None
             with self._thread_connections_lock:
                 self._thread_connections.add(connection)
+        elif local.unread is not None:
+            connection = self._read_unread_release(connection)
         return connection
+
+    def _drop_thread_connection(self, connection: AbstractConnection) -> None:
+        """Close this thread's connection after a failure (a reply may still be in flight)."""
+        self._thread.connection, self._thread.unread = None, None
+        connection.disconnect()
 
     def _script(self, operation: str, key: str, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run one of our scripts on this thread's connection: EVALSHA, or EVAL when the server has
@@ -387,8 +443,7 @@ class RedisLock(LockService):
             raise LockBackendUnavailable(
                 f"lock {operation} {key!r}: Redis at {self.address} refused the script: {exc}") from exc
         except BaseException as exc:
-            self._thread.connection = None
-            connection.disconnect()
+            self._drop_thread_connection(connection)
             if isinstance(exc, RedisError):
                 raise LockBackendUnavailable(
                     f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}"

@@ -31,7 +31,6 @@ from locking.base import (
     ORDER_LOCK_TTL,
     LockBackendUnavailable,
     LockService,
-    NotOwned,
     cancel_lock_key,
     order_lock_key,
     record_event,
@@ -388,12 +387,9 @@ class SymbolEngine:
         log.warning("%s order %s rejected: %s", self.symbol.symbol, order.client_order_id, reason)
 
     def _release(self, grant) -> None:
-        try:
-            self.locks.unlock(grant)
-        except NotOwned:
-            log.warning("%s lock %s expired before release", self.symbol.symbol, grant.key)
-        except LockBackendUnavailable as exc:
-            log.warning("%s lock %s release failed (expires by TTL): %s", self.symbol.symbol, grant.key, exc)
+        # Nothing here acts on the outcome, so the lock service may send the release and read its
+        # answer later instead of waiting a round trip; a lost lock is still logged and recorded.
+        self.locks.unlock_nowait(grant)
 
     # --- cancelling ----------------------------------------------------------------------------
     def cancel_unwanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:

@@ -11,6 +11,7 @@ import pytest
 import redis
 from redis.connection import AbstractConnection
 
+from locking import base
 from locking.base import AlreadyHeld, LockBackendUnavailable, LockBusy, LockStartupError, NotOwned
 from locking.redis_lock import RedisLock
 from tests.locking.conftest import free_port
@@ -343,3 +344,59 @@ def test_two_instances_with_the_same_namespace_contend(redis_url: str, raw_redis
     two.unlock(grant_two)
     one.close()
     two.close()
+
+
+# -- unlock_nowait: the release goes out at once, its answer is read at the next operation --
+
+@pytest.fixture
+def lock_events() -> Iterator[list[base.LockEvent]]:
+    received: list[base.LockEvent] = []
+    base.set_event_sink(received.append)
+    yield received
+    base.set_event_sink(None)
+
+
+def test_unlock_nowait_frees_the_key_without_another_operation(redis_lock: RedisLock, redis_url: str,
+                                                               namespace: str, key: str) -> None:
+    grant = redis_lock.try_lock(key, 30)
+    redis_lock.unlock_nowait(grant)
+    # Nothing more happens on redis_lock: another instance must still get the key long before
+    # the 30 s TTL (it waits for the release signal, up to 2 s).
+    other = RedisLock(redis_url, namespace=namespace, instance_id="other")
+    try:
+        assert other.lock(key, 30, timeout=2).token == grant.token + 1
+    finally:
+        other.close()
+
+
+def test_unlock_nowait_sends_one_request_and_reads_its_answer_with_the_next(
+        redis_lock: RedisLock, key: str, round_trips: list[int], lock_events: list[base.LockEvent]) -> None:
+    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: this thread's connection exists
+    grant = redis_lock.try_lock(key, 5)
+    before = round_trips[0]
+    redis_lock.unlock_nowait(grant)
+    again = redis_lock.try_lock(key, 5)  # reads the release's answer, then acquires
+    assert round_trips[0] - before == 2
+    assert again is not None and again.token == grant.token + 1
+    assert lock_events == []
+
+
+def test_a_lock_lost_before_unlock_nowait_is_recorded_at_the_next_operation(
+        redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
+        lock_events: list[base.LockEvent]) -> None:
+    grant = redis_lock.try_lock(key, 30)
+    raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
+    redis_lock.unlock_nowait(grant)
+    assert redis_lock.try_lock(key + ":next", 5) is not None
+    assert [(e.kind, e.key, e.token) for e in lock_events] == [("lost", key, grant.token)]
+
+
+def test_unlock_nowait_still_releases_after_redis_lost_its_scripts(
+        redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
+        lock_events: list[base.LockEvent]) -> None:
+    grant = redis_lock.try_lock(key, 30)
+    raw_redis.script_flush()  # what a Redis restart does to the script cache
+    redis_lock.unlock_nowait(grant)  # EVALSHA: refused with NOSCRIPT, sent again as EVAL on reading
+    assert redis_lock.try_lock(key + ":next", 5) is not None
+    assert raw_redis.exists(namespace + key) == 0
+    assert lock_events == []

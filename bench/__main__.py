@@ -73,12 +73,13 @@ def markdown(results: dict) -> str:
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in r["locks"]["ratios"].items()), ""]
     if "order_path" in r:
         lines += ["| order path (lock + intent + HTTP + update), exchange latency | NopLock p50 µs | RedisLock p50 µs "
-                  "| Redis - nop µs | Redis / nop p50 | median of paired orders | per-round median |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| Redis - nop µs | Redis / nop p50 | median of paired orders | per-round median | floor: one PING round trip |",
+                  "|---|---|---|---|---|---|---|---|"]
         for latency, o in r["order_path"]["by_latency"].items():
             lines.append(f"| {latency} | {o['nop']['p50_us']} | {o['redis']['p50_us']} | {o['redis_minus_nop_p50_us']} | "
                          f"{o['redis_over_nop_p50']} | {o.get('redis_over_nop_median_of_pairs', '-')} | "
-                         f"{o['redis_over_nop_per_round_median']} |")
+                         f"{o['redis_over_nop_per_round_median']} | "
+                         f"{o.get('one_round_trip_floor', '-')} ({o.get('redis_ping_p50_us', '-')} µs) |")
         lines.append("")
     if "gateway" in r:
         lines += ["| gateway call against the simulator | p50 µs | p99 µs |", "|---|---|---|"]
@@ -101,7 +102,7 @@ def markdown(results: dict) -> str:
     if "scale" in r:
         sc = r["scale"]
         lines += ["| one runbot, 50 symbols, tick 1 s | price step | ticks/s | lag p50 | lag p99 | ticks lag <= 1 s "
-                  "| bot CPU % of a core | orders | fills | RSS start → end MiB | RSS slope, 2nd half, MiB/h |",
+                  "| bot CPU % of a core | orders | fills | RSS start → mid → end MiB | RSS slope, 2nd half, MiB/h |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in ("single", "stress"):
             if name in sc:
@@ -109,7 +110,8 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {name}, {x['seconds']} s | {x['price_step_seconds']} s | {x['ticks_per_second']} | "
                              f"{x['lag_p50_s']} s | {x['lag_p99_s']} s | {x['share_within_1s']:.2%} | "
                              f"{x['bot_cpu_percent_of_one_core']} | {x['orders_placed']} | {x['fills']} | "
-                             f"{x['rss_start_mib']} → {x['rss_end_mib']} | {x['rss_growth_second_half_mib_per_hour']} |")
+                             f"{x['rss_start_mib']} → {x.get('rss_mid_mib', '-')} → {x['rss_end_mib']} | "
+                             f"{x['rss_growth_second_half_mib_per_hour']} |")
         lines.append("")
         if "rss_after_start_mib" in sc:
             rows = ", ".join(f"{n} symbol{'' if str(n) == '1' else 's'} {m} MiB" for n, m in sc["rss_after_start_mib"].items())

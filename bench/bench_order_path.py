@@ -5,7 +5,9 @@ hits both alike. The seed claims a 1-3 % overhead for the Redis lock; this measu
 The simulator is its own process (`manage.py simexchange`), as an exchange would be. It runs
 twice: answering at once (about 1 ms per request here, far faster than any real exchange), and
 with 20 ms added to each request, a fast real-world round trip. The lock's cost is the same
-absolute amount in both (two Redis round trips), so the ratio depends on what it is compared with.
+absolute amount in both (one Redis round trip waited for: the acquire; the release's answer is read
+later), so the ratio depends on what it is compared with. The run also times a bare PING on the
+same client: one round trip over the order's time is the least the lock can add.
 
     python -m bench.bench_order_path [--orders 200] [--rounds 5] [--latencies 0,20] [--redis redis://127.0.0.1:6379/15]
 """
@@ -20,7 +22,9 @@ import urllib.request
 import uuid
 from decimal import Decimal
 
-from bench.common import setup_django, summarize, write_json
+import redis
+
+from bench.common import setup_django, summarize, time_calls, write_json
 
 
 def set_latency(base_url: str, ms: int) -> None:
@@ -29,7 +33,7 @@ def set_latency(base_url: str, ms: int) -> None:
     urllib.request.urlopen(request, timeout=10).read()
 
 
-def measure(base_url: str, locks: dict, orders: int, rounds: int) -> dict:
+def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
     from trading import grid, services
     from trading.engine import SymbolEngine, TickResult
     from trading.exchange.accounts import gateway_for
@@ -68,6 +72,7 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int) -> dict:
         for name in locks:
             per_round[name].append(started_round[name] / orders)
     nop, red = summarize(samples["nop"]), summarize(samples["redis"])
+    rtt = summarize(time_calls(ping, 500))["p50_us"]
     round_ratios = [r / n for r, n in zip(per_round["redis"], per_round["nop"])]
     return {
         "nop": nop, "redis": red,
@@ -77,6 +82,10 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int) -> dict:
         "redis_over_nop_median_of_pairs": round(statistics.median(pair_ratios), 4),
         "redis_over_nop_per_round_median": round(statistics.median(round_ratios), 4),
         "redis_over_nop_per_round": [round(r, 4) for r in round_ratios],
+        # The lock must wait for its acquire's answer before the order goes out: one round trip is
+        # the least it can add (the release's answer is read later; see RedisLock.unlock_nowait).
+        "redis_ping_p50_us": rtt,
+        "one_round_trip_floor": round((nop["p50_us"] + rtt) / nop["p50_us"], 4),
     }
 
 
@@ -88,14 +97,17 @@ def run(orders: int = 200, rounds: int = 5, latencies: tuple[int, ...] = (0, 20)
 
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     locks = {"nop": NopLock(), "redis": RedisLock(redis_url, namespace=f"bench:{uuid.uuid4().hex[:8]}:")}
+    pinger = redis.Redis.from_url(redis_url, single_connection_client=True)
     sim, base_url = simulator(["BTC/USDT"], None, price="60000")
     results = {"orders_per_round": orders, "rounds": rounds, "by_latency": {}}
     try:
         for ms in latencies:
             set_latency(base_url, ms)
-            results["by_latency"][f"{ms}ms"] = measure(base_url, locks, orders if ms == 0 else max(20, orders // 4), rounds)
+            results["by_latency"][f"{ms}ms"] = measure(base_url, locks, orders if ms == 0 else max(20, orders // 4), rounds,
+                                                       pinger.ping)
     finally:
         sim.stop()
+        pinger.close()
         for lock in locks.values():
             lock.close()
     return results

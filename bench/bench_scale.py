@@ -226,13 +226,14 @@ def one_instance(symbols: int, step_seconds: float, seconds: float, label: str, 
     finally:
         bot.stop()
         sim.stop()
+    mid_mib = samples[len(samples) // 2][1]
     row = {"symbols": symbols, "price_step_seconds": step_seconds, "seconds": round(elapsed, 1),
            **lag_summary(before, after, elapsed),
            "bot_cpu_percent_of_one_core": round((cpu_after - cpu_before) / elapsed * 100, 1),
            "orders_placed": counts_after["orders"] - counts_before["orders"],
            "fills": counts_after["fills"] - counts_before["fills"],
-           "rss_start_mib": samples[0][1], "rss_mid_mib": samples[len(samples) // 2][1], "rss_end_mib": samples[-1][1],
-           "rss_growth_second_half_mib": round(samples[-1][1] - samples[len(samples) // 2][1], 1),
+           "rss_start_mib": samples[0][1], "rss_mid_mib": mid_mib, "rss_end_mib": samples[-1][1],
+           "rss_growth_second_half_mib": round(samples[-1][1] - mid_mib, 1),
            "rss_max_mib": max(m for _, m in samples),
            "rss_growth_second_half_mib_per_hour": growth_per_hour(samples), "rss_samples": samples}
     if step_seconds:

@@ -233,6 +233,14 @@ def record_event(kind: str, key: str, *, owner: str = "", token: int | None = No
         logger.exception("lock event sink failed for %s", event)
 
 
+def warn_unreleased(grant: Grant, exc: Exception) -> None:
+    """Log a release that unlock_nowait() could not confirm: the lock was lost, or the backend failed."""
+    if isinstance(exc, NotOwned):
+        logger.warning("lock %s (token %s) expired before its release", grant.key, grant.token)
+    else:
+        logger.warning("lock %s release failed (it expires by its TTL): %s", grant.key, exc)
+
+
 # --- the service ------------------------------------------------------------------------------------
 
 # Forks of this process so far: a forked child counts one more, so its threads get new owner ids
@@ -341,10 +349,8 @@ class LockService(ABC):
         the caller does not wait a round trip for an answer it would not act on."""
         try:
             self.unlock(grant)
-        except NotOwned:
-            logger.warning("lock %s (token %s) expired before its release", grant.key, grant.token)
-        except LockBackendUnavailable as exc:
-            logger.warning("lock %s release failed (it expires by its TTL): %s", grant.key, exc)
+        except (NotOwned, LockBackendUnavailable) as exc:
+            warn_unreleased(grant, exc)
 
     def extend(self, grant: Grant, ttl: Seconds) -> Grant:
         """Set the lease's TTL to `ttl` from now (replace, not add); NotOwned if it was lost."""

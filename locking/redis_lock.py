@@ -323,11 +323,13 @@ class RedisLock(LockService):
         self._call("wait", key, self._waiter.blpop, [self.wake_key(key)], timeout=seconds)
 
     def _release(self, grant: Grant) -> int:
-        keys = [self.lock_key(grant.key), self.wake_key(grant.key)]
-        status, holder, server_us = self._script("release", grant.key, self._release_script,
-                                                 keys, [self._value(grant), self._signal_ms])
+        status, holder, server_us = self._script("release", grant.key, self._release_script, *self._release_call(grant))
         self._check_owned(grant, int(status), int(holder))
         return int(server_us)
+
+    def _release_call(self, grant: Grant) -> tuple[list[str], list[Any]]:
+        """The release script's keys and arguments for `grant`."""
+        return [self.lock_key(grant.key), self.wake_key(grant.key)], [self._value(grant), self._signal_ms]
 
     def unlock_nowait(self, grant: Grant) -> None:
         """Send the release script and return without waiting for its answer. Redis runs the
@@ -336,10 +338,8 @@ class RedisLock(LockService):
         and recorded as unlock() would. At most one answer is ever outstanding per thread."""
         self._check_open()
         connection = self._thread_connection()
-        keys = [self.lock_key(grant.key), self.wake_key(grant.key)]
         try:
-            connection.send_command("EVALSHA", self._release_script.sha, len(keys), *keys,
-                                    self._value(grant), self._signal_ms)
+            self._send_script(connection, self._release_script, *self._release_call(grant))
         except BaseException as exc:
             self._drop_thread_connection(connection)
             if not isinstance(exc, RedisError):
@@ -356,24 +356,18 @@ class RedisLock(LockService):
         grant, retried = self._thread.unread
         self._thread.unread = None
         try:
-            try:
-                status, holder, _ = connection.read_response()
-            except NoScriptError:  # Redis lost its scripts (a restart): that release did not run
-                connection.send_command("EVAL", self._release_script.script, 2, self.lock_key(grant.key),
-                                        self.wake_key(grant.key), self._value(grant), self._signal_ms)
-                status, holder, _ = connection.read_response()
+            status, holder, _ = self._read_script_reply(connection, self._release_script, *self._release_call(grant))
             self._check_owned(grant, int(status), int(holder))
         except NotOwned as exc:
             if self._record_not_owned(grant, exc, retried):
-                logger.warning("lock %s (token %s) expired before its release", grant.key, grant.token)
+                base.warn_unreleased(grant, exc)
         except BaseException as exc:
             self._drop_thread_connection(connection)
             if not isinstance(exc, RedisError):
                 raise
-            failure = LockBackendUnavailable(
-                f"lock release {grant.key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}")
+            failure = self._failure("release", grant.key, exc)
             self._record_release_failure(grant, failure)
-            logger.warning("lock %s release failed (it expires by its TTL): %s", grant.key, failure)
+            base.warn_unreleased(grant, failure)
             return self._thread_connection()
         return connection
 
@@ -433,29 +427,39 @@ class RedisLock(LockService):
         failure but a script error the connection is dropped, since a reply may still be in flight."""
         connection = self._thread_connection()
         try:
-            try:
-                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                return connection.read_response()
-            except NoScriptError:
-                connection.send_command("EVAL", script.script, len(keys), *keys, *args)
-                return connection.read_response()
+            self._send_script(connection, script, keys, args)
+            return self._read_script_reply(connection, script, keys, args)
         except ResponseError as exc:
             raise LockBackendUnavailable(
                 f"lock {operation} {key!r}: Redis at {self.address} refused the script: {exc}") from exc
         except BaseException as exc:
             self._drop_thread_connection(connection)
             if isinstance(exc, RedisError):
-                raise LockBackendUnavailable(
-                    f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise self._failure(operation, key, exc) from exc
             raise
+
+    @staticmethod
+    def _send_script(connection: AbstractConnection, script: Script, keys: list[str], args: list[Any]) -> None:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    def _read_script_reply(connection: AbstractConnection, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """The reply to _send_script(); if Redis lost its script cache (a restart), the script did
+        not run: send it whole (EVAL) and read that reply."""
+        try:
+            return connection.read_response()
+        except NoScriptError:
+            connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+            return connection.read_response()
+
+    def _failure(self, operation: str, key: str, exc: Exception) -> LockBackendUnavailable:
+        return LockBackendUnavailable(
+            f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}")
 
     def _call(self, operation: str, key: str, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one Redis command; any Redis failure becomes LockBackendUnavailable (fail closed)."""
         try:
             return command(*args, **kwargs)
         except RedisError as exc:
-            raise LockBackendUnavailable(
-                f"lock {operation} {key!r}: Redis at {self.address} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._failure(operation, key, exc) from exc
 

@@ -289,13 +289,6 @@ class Bot:
         return list(Symbol.objects.select_related("account").filter(pk__in=ids).exclude(status=Symbol.Status.STOPPED))
 
 
-# glibc gives each thread that allocates its own malloc arena (up to 8 per core), and each arena
-# keeps the pages its freed objects leave behind. A bot runs a thread per symbol under one GIL,
-# so many arenas buy no parallelism, only resident memory that creeps up with fragmentation.
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt() parameter number in glibc's malloc.h
-
-
 def keep_connection_open() -> None:
     """Let this thread keep its database connection from tick to tick, whatever CONN_MAX_AGE says.
 
@@ -306,6 +299,13 @@ def keep_connection_open() -> None:
     the tick reconnects. Only this thread's connection wrapper is changed.
     """
     connection.settings_dict = {**connection.settings_dict, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}
+
+
+# glibc gives each thread that allocates its own malloc arena (up to 8 per core), and each arena
+# keeps the pages its freed objects leave behind. A bot runs a thread per symbol under one GIL,
+# so many arenas buy no parallelism, only resident memory that creeps up with fragmentation.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt() parameter number in glibc's malloc.h
 
 
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:

@@ -121,6 +121,18 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
     }
 
 
+def script_stats(client: redis.Redis, since: tuple[int, int] | None = None):
+    """Redis's own count of EVALSHA calls and the microseconds it spent in them (INFO
+    commandstats); with `since`, the microseconds per call from then to now. Only the lock runs
+    scripts here, so this is the time Redis spends on each acquire and release of the order path."""
+    row = client.info("commandstats").get("cmdstat_evalsha", {})
+    now = (int(row.get("calls", 0)), int(row.get("usec", 0)))
+    if since is None:
+        return now
+    calls = now[0] - since[0]
+    return round((now[1] - since[1]) / calls, 1) if calls else None
+
+
 def run(orders: int = 200, rounds: int = 5, latencies: tuple[int, ...] = (0, 20), redis_url: str | None = None) -> dict:
     setup_django()
     from bench.bench_scale import simulator
@@ -135,8 +147,10 @@ def run(orders: int = 200, rounds: int = 5, latencies: tuple[int, ...] = (0, 20)
     try:
         for ms in latencies:
             set_latency(base_url, ms)
-            results["by_latency"][f"{ms}ms"] = measure(base_url, locks, orders if ms == 0 else max(20, orders // 4), rounds,
-                                                       pinger.ping)
+            before = script_stats(pinger)
+            row = measure(base_url, locks, orders if ms == 0 else max(20, orders // 4), rounds, pinger.ping)
+            row["redis_server_us_per_script"] = script_stats(pinger, since=before)
+            results["by_latency"][f"{ms}ms"] = row
     finally:
         sim.stop()
         pinger.close()
@@ -158,7 +172,8 @@ def main() -> None:
               f"+{row['redis_minus_nop_p50_us']} us, ratio {row['redis_over_nop_p50']} "
               f"(median of pairs {row['redis_over_nop_median_of_pairs']}, "
               f"per-round median {row['redis_over_nop_per_round_median']}); floor, NopLock + one PING round trip: "
-              f"+{row['round_trip_minus_nop_p50_us']} us, median of pairs {row['round_trip_floor_median_of_pairs']}")
+              f"+{row['round_trip_minus_nop_p50_us']} us, median of pairs {row['round_trip_floor_median_of_pairs']}; "
+              f"Redis spent {row['redis_server_us_per_script']} us per lock script")
     print("wrote", write_json("order_path", results))
 
 

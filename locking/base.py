@@ -9,6 +9,8 @@ Backends (`NopLock`, `RedisLock`) implement four small hooks; `LockService` turn
 public API and records metrics and events the same way for every backend:
 
     grant = locks.try_lock(key, ttl)           # Grant, or None when the key is held
+    pending = locks.request(key, ttl)          # try_lock's question, sent; the answer comes later:
+    grant = pending.wait()                     #   the same Grant or None
     grant = locks.lock(key, ttl, timeout)      # waits up to `timeout`; raises LockBusy
     locks.extend(grant, ttl)                   # replace the TTL; raises NotOwned
     locks.unlock(grant)                        # True; raises NotOwned
@@ -267,6 +269,45 @@ class Attempt(NamedTuple):
     conflicted: bool
 
 
+class PendingGrant:
+    """The answer to `LockService.request()`: `wait()` returns what try_lock() would have (the
+    grant, or None when another owner holds the key) and raises LockBackendUnavailable if the
+    backend failed. The outcome is recorded (metrics, events, the service's books) once, when the
+    answer arrives. Only the thread that asked may wait."""
+
+    __slots__ = ("_fetch", "_thread", "_answered", "_grant", "_error")
+
+    def __init__(self, fetch: Callable[[], None] | None = None) -> None:
+        self._fetch = fetch  # reads the answer, then calls answer() or fail()
+        self._thread = threading.get_ident()
+        self._answered = False
+        self._grant: Grant | None = None
+        self._error: LockBackendUnavailable | None = None
+
+    @classmethod
+    def answered(cls, grant: Grant | None) -> PendingGrant:
+        pending = cls()
+        pending.answer(grant)
+        return pending
+
+    def answer(self, grant: Grant | None) -> None:
+        self._grant, self._answered = grant, True
+
+    def fail(self, error: LockBackendUnavailable) -> None:
+        self._error, self._answered = error, True
+
+    def wait(self) -> Grant | None:
+        if not self._answered:
+            if threading.get_ident() != self._thread:
+                raise LockError("a lock request's answer can only be read by the thread that sent it")
+            self._fetch()
+            if not self._answered:  # its connection was closed before the answer could be read
+                self.fail(LockBackendUnavailable("the answer to a lock request was lost with its connection"))
+        if self._error is not None:
+            raise self._error
+        return self._grant
+
+
 class LockService(ABC):
     """Public API and bookkeeping shared by all backends.
 
@@ -314,6 +355,14 @@ class LockService(ABC):
         database); the token granted is always greater than it.
         """
         return self._acquire_recorded(key, ttl, None, floor)
+
+    def request(self, key: str, ttl: Seconds, *, floor: int = 0) -> PendingGrant:
+        """try_lock() in two halves: ask now, read the answer with `wait()` later, so the caller
+        can do work that needs no lock while the answer is on its way (the order path writes its
+        intent row meanwhile). Nothing the lock protects may start before wait() returned a grant.
+        The thread may make other lock calls in between. LockBackendUnavailable comes from
+        either half. Backends without a network answer at once."""
+        return PendingGrant.answered(self.try_lock(key, ttl, floor=floor))
 
     def lock(self, key: str, ttl: Seconds, timeout: Seconds, *, floor: int = 0) -> Grant:
         """Wait up to `timeout` seconds for the key; raise LockBusy when it stays held."""
@@ -450,19 +499,31 @@ class LockService(ABC):
     # -- bookkeeping --
 
     def _acquire_recorded(self, key: str, ttl: Seconds, timeout: float | None, floor: int) -> Grant | None:
+        ttl_ms, owner, label = self._before_acquire(key, ttl, floor)
+        try:
+            grant, conflicted = self._acquire(key, ttl_ms, owner, floor, timeout)
+        except LockBackendUnavailable as exc:
+            self._acquire_failed(key, owner, label, exc)
+            raise
+        return self._acquired(key, label, owner, timeout, grant, conflicted)
+
+    def _before_acquire(self, key: str, ttl: Seconds, floor: int) -> tuple[int, str, str]:
+        """Check an acquire's arguments; return its TTL in ms, the owner and the metric label."""
         self._check_open()
         _check_key(key)
         _check_floor(floor)
         ttl_ms = ttl_to_ms(ttl)
         owner = self.owner_id()
         self._refuse_reentry(owner, key)
-        label = metrics.metric_label(key) if self.record_metrics else ""
-        try:
-            grant, conflicted = self._acquire(key, ttl_ms, owner, floor, timeout)
-        except LockBackendUnavailable as exc:
-            self._count_acquire(label, "error")
-            record_event(BACKEND_ERROR, key, owner=owner, detail=str(exc))
-            raise
+        return ttl_ms, owner, metrics.metric_label(key) if self.record_metrics else ""
+
+    def _acquire_failed(self, key: str, owner: str, label: str, exc: LockBackendUnavailable) -> None:
+        self._count_acquire(label, "error")
+        record_event(BACKEND_ERROR, key, owner=owner, detail=str(exc))
+
+    def _acquired(self, key: str, label: str, owner: str, timeout: float | None, grant: Grant | None,
+                  conflicted: bool) -> Grant | None:
+        """Record an acquire's outcome and put a grant on the books."""
         self._record_attempt(key, label, owner, timeout, grant, conflicted)
         if grant is None:
             return None

@@ -18,6 +18,7 @@ acquire went through but its reply was lost), it answers with that grant instead
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -41,6 +42,7 @@ from locking.base import (
     LockService,
     LockStartupError,
     NotOwned,
+    PendingGrant,
     Seconds,
     to_seconds,
     ttl_to_ms,
@@ -292,19 +294,17 @@ class RedisLock(LockService):
     # -- backend hooks --
 
     def _acquire(self, key: str, ttl_ms: int, owner: str, floor: int, timeout: float | None) -> Attempt:
-        keys = [self.lock_key(key), self.fence_key(key)]
-        args = [owner, ttl_ms, floor, self._fence_ttl_ms]
+        keys, args = self._acquire_call(key, ttl_ms, owner, floor)
         end = None if timeout is None else time.monotonic() + timeout
         conflicted = False
         while True:
             sent = time.monotonic()
-            token, pttl, server_us = self._script("acquire", key, self._acquire_script, keys, args)
-            if token:
-                pttl = max(int(pttl), 0)
-                grant = Grant(key=key, token=int(token), owner=owner, acquired=sent, ttl_ms=pttl,
-                              deadline=self.deadline(sent, pttl), server_time_us=int(server_us))
+            reply = self._script("acquire", key, self._acquire_script, keys, args)
+            grant = self._grant_from(key, owner, sent, reply)
+            if grant is not None:
                 return Attempt(grant, conflicted)
             conflicted = True
+            pttl = reply[1]
             if end is None:
                 return Attempt(None, conflicted)
             remaining = end - time.monotonic()
@@ -315,6 +315,56 @@ class RedisLock(LockService):
             if int(pttl) >= 0:
                 wait = min(wait, int(pttl) / 1000)
             self._wait_for_release(key, wait)
+
+    def _acquire_call(self, key: str, ttl_ms: int, owner: str, floor: int) -> tuple[list[str], list[Any]]:
+        """The acquire script's keys and arguments."""
+        return [self.lock_key(key), self.fence_key(key)], [owner, ttl_ms, floor, self._fence_ttl_ms]
+
+    def _grant_from(self, key: str, owner: str, sent: float, reply: Any) -> Grant | None:
+        """The grant in an acquire script's reply (None: another owner holds the key)."""
+        token, pttl, server_us = reply
+        if not token:
+            return None
+        pttl = max(int(pttl), 0)
+        return Grant(key=key, token=int(token), owner=owner, acquired=sent, ttl_ms=pttl,
+                     deadline=self.deadline(sent, pttl), server_time_us=int(server_us))
+
+    def request(self, key: str, ttl: Seconds, *, floor: int = 0) -> PendingGrant:
+        """Send the acquire script and return; its answer is read by wait(), or before this
+        thread's next script, whichever comes first. One answer at most is outstanding per thread:
+        sending reads the one before."""
+        ttl_ms, owner, label = self._before_acquire(key, ttl, floor)
+        keys, args = self._acquire_call(key, ttl_ms, owner, floor)
+        connection = self._thread_connection()
+        sent = time.monotonic()
+        try:
+            self._send_script(connection, self._acquire_script, keys, args)
+        except BaseException as exc:
+            self._drop_thread_connection(connection)
+            if not isinstance(exc, RedisError):
+                raise
+            failure = self._failure("acquire", key, exc)
+            self._acquire_failed(key, owner, label, failure)
+            raise failure from exc
+        pending = PendingGrant(self._thread_connection)  # reading this thread's connection reads the answer
+
+        def read(connection: AbstractConnection) -> AbstractConnection:
+            try:
+                grant = self._grant_from(key, owner, sent,
+                                         self._read_script_reply(connection, self._acquire_script, keys, args))
+            except BaseException as exc:
+                self._drop_thread_connection(connection)
+                if not isinstance(exc, RedisError):
+                    raise
+                failure = self._failure("acquire", key, exc)
+                self._acquire_failed(key, owner, label, failure)
+                pending.fail(failure)
+                return self._thread_connection()
+            pending.answer(self._acquired(key, label, owner, None, grant, grant is None))
+            return connection
+
+        self._thread.unread = read
+        return pending
 
     def _wait_for_release(self, key: str, seconds: float) -> None:
         if seconds < self.short_wait:
@@ -348,13 +398,11 @@ class RedisLock(LockService):
             return
         retried = self._forget(grant)
         self._observe_hold(grant)
-        self._thread.unread = (grant, retried)
+        self._thread.unread = functools.partial(self._read_unread_release, grant, retried)
 
-    def _read_unread_release(self, connection: AbstractConnection) -> AbstractConnection:
+    def _read_unread_release(self, grant: Grant, retried: bool, connection: AbstractConnection) -> AbstractConnection:
         """Read the answer of the release unlock_nowait() sent on this connection; returns the
         connection to use next (a new one if this one failed)."""
-        grant, retried = self._thread.unread
-        self._thread.unread = None
         try:
             status, holder, _ = self._read_script_reply(connection, self._release_script, *self._release_call(grant))
             self._check_owned(grant, int(status), int(holder))
@@ -404,7 +452,8 @@ class RedisLock(LockService):
             raise NotOwned(grant.key, grant.token, holder)
 
     def _thread_connection(self) -> AbstractConnection:
-        """This thread's connection, with no answer left unread on it."""
+        """This thread's connection, with no answer left unread on it (an answer left by
+        unlock_nowait() or request() is read first)."""
         local = self._thread
         connection = getattr(local, "connection", None)
         if connection is None or local.forks != base._forks:  # a forked child never reuses the parent's socket
@@ -413,7 +462,8 @@ class RedisLock(LockService):
             with self._thread_connections_lock:
                 self._thread_connections.add(connection)
         elif local.unread is not None:
-            connection = self._read_unread_release(connection)
+            read, local.unread = local.unread, None
+            connection = read(connection)
         return connection
 
     def _drop_thread_connection(self, connection: AbstractConnection) -> None:

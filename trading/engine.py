@@ -29,8 +29,10 @@ from locking.base import (
     CANCEL_LOCK_TTL,
     FENCED,
     ORDER_LOCK_TTL,
+    Grant,
     LockBackendUnavailable,
     LockService,
+    PendingGrant,
     cancel_lock_key,
     order_lock_key,
     record_event,
@@ -306,45 +308,95 @@ class SymbolEngine:
                 live.append(order)
 
     def place(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
-        """Place one order through the intent ledger, under its order lock."""
+        """Place one order through the intent ledger, under its order lock.
+
+        The lock is asked for first, and its answer is read once the intent row is committed: the
+        round trip to the lock backend overlaps the database write instead of adding to it.
+        Nothing is sent before the answer is in and says granted. An intent whose lock was not
+        granted is withdrawn at once (NOT_PLACED): no request for it ever left this thread, the
+        only one that could send it."""
+        if not self.guard():
+            return None
         key = order_lock_key(self.exchange_id, self.symbol.symbol, wanted.level)
         try:
-            grant = self.locks.try_lock(key, ORDER_LOCK_TTL)
+            pending = self.locks.request(key, ORDER_LOCK_TTL)
         except LockBackendUnavailable as exc:
-            result.lock_errors += 1
-            log.error("%s lock backend unavailable, order for level %s not placed: %s", self.symbol.symbol, wanted.level, exc)
+            self._lock_unavailable(wanted.level, exc, result)
             return None
-        if grant is None:
-            result.conflicts += 1
-            log.info("%s level %s: order lock busy, skipped this tick", self.symbol.symbol, wanted.level)
-            return None
-        try:
-            if not grant.is_valid() or not self.guard():
-                return None
-            return self._place_locked(wanted, result)
-        finally:
-            self._release(grant)
-
-    def _place_locked(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
         post_only = self.post_only_rejects.get((wanted.level, wanted.side), 0) < POST_ONLY_FALLBACK_AFTER
         signed_at_ms = int(time.time() * 1000)
         try:
-            order = services.order_create_intent(
+            order = self._write_intent(wanted, post_only, signed_at_ms)
+        except BaseException:
+            self._settle(pending)
+            raise
+        grant = self._lock_answer(pending, wanted.level, result)
+        if grant is not None and order is not None and grant.is_valid() and self.guard():
+            return self._send(order, wanted, post_only, signed_at_ms, grant, result)
+        if grant is not None:
+            self._release(grant)
+        if order is not None:
+            self._withdraw(order, "order lock expired or symbol lease lost before sending" if grant else "order lock not granted")
+        return None
+
+    def _lock_answer(self, pending: PendingGrant, level: int, result: TickResult) -> Grant | None:
+        """The order lock's grant; None (counted and logged) when it is busy or the backend failed."""
+        try:
+            grant = pending.wait()
+        except LockBackendUnavailable as exc:
+            self._lock_unavailable(level, exc, result)
+            return None
+        if grant is None:
+            result.conflicts += 1
+            log.info("%s level %s: order lock busy, skipped this tick", self.symbol.symbol, level)
+        return grant
+
+    def _lock_unavailable(self, level: int, exc: LockBackendUnavailable, result: TickResult) -> None:
+        result.lock_errors += 1
+        log.error("%s lock backend unavailable, order for level %s not placed: %s", self.symbol.symbol, level, exc)
+
+    def _settle(self, pending: PendingGrant) -> None:
+        """Read a lock answer nobody will act on, and release what it granted."""
+        try:
+            grant = pending.wait()
+        except LockBackendUnavailable:
+            return
+        if grant is not None:
+            self._release(grant)
+
+    def _write_intent(self, wanted: grid.DesiredOrder, post_only: bool, signed_at_ms: int) -> Order | None:
+        """The PENDING intent row; None when the slot already has a live order (nothing to send)."""
+        try:
+            return services.order_create_intent(
                 symbol=self.symbol, writer=self.writer, side=wanted.side, level=wanted.level, price=wanted.price,
                 amount=wanted.amount, post_only=post_only, signed_at=ms_to_datetime(signed_at_ms),
             )
         except IntegrityError:
             log.info("%s level %s %s: slot already has a live order; not sending", self.symbol.symbol, wanted.level, wanted.side)
             return None
+
+    def _withdraw(self, order: Order, reason: str) -> None:
+        services.order_transition(order, OrderStatus.NOT_PLACED, writer=self.writer, note=f"not sent: {reason}")
+        log.info("%s order %s withdrawn before sending: %s", self.symbol.symbol, order.client_order_id, reason)
+
+    def _send(self, order: Order, wanted: grid.DesiredOrder, post_only: bool, signed_at_ms: int | None,
+              grant: Grant, result: TickResult) -> Order:
+        """Send the order and record the reply; releases the order lock."""
         cid = order.client_order_id
-        faultpoints.reached("before_send")
-        if settings.QM_TEST_UNSAFE_NO_FENCE:
-            signed_at_ms = None  # test-only: sign at send time, as a naive client would
         try:
-            remote = self.gateway.create_limit_order(
-                symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,
-                client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,
-            )
+            try:
+                faultpoints.reached("before_send")
+                if settings.QM_TEST_UNSAFE_NO_FENCE:
+                    signed_at_ms = None  # test-only: sign at send time, as a naive client would
+                remote = self.gateway.create_limit_order(
+                    symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,
+                    client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,
+                )
+            finally:
+                # Sent, refused or in doubt: from here the live intent row keeps the slot (a second
+                # intent for it is refused by the database), so the lock is released before the
+                # ledger records the reply.
+                self._release(grant)
         except xerr.PostOnlyWouldTake as exc:
             count = self.post_only_rejects.get((wanted.level, wanted.side), 0) + 1
             self.post_only_rejects[(wanted.level, wanted.side)] = count

@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 import pytest
 
 from locking.base import AlreadyHeld, Grant, LockBusy, LockError, LockService, NotOwned
+from locking.nop import NopLock
 from tests.locking.conftest import in_thread, is_waiting, wait_until
 
 T = TypeVar("T")
@@ -326,3 +327,46 @@ def test_closed_service_refuses_work(locks: LockService, key: str) -> None:
     locks.close()  # idempotent
     with pytest.raises(LockError):
         locks.try_lock(key, 1)
+
+
+def test_request_answers_what_try_lock_would(locks: LockService, key: str) -> None:
+    pending = locks.request(key, 5)
+    grant = pending.wait()
+    assert grant is not None and grant.key == key and grant.owner == locks.owner_id()
+    assert pending.wait() is grant  # the answer is kept
+    assert as_other_owner(lambda: locks.try_lock(key, 5)) is None  # the key is really held
+    with pytest.raises(AlreadyHeld):
+        locks.request(key, 5)
+    locks.unlock(grant)
+
+
+def test_request_on_a_held_key_answers_none(locks: LockService, key: str) -> None:
+    held = as_other_owner(lambda: locks.try_lock(key, 5))
+    assert locks.request(key, 5).wait() is None
+    mine = as_other_owner(lambda: locks.request(key + ":free", 5).wait())
+    assert mine is not None and mine.key == key + ":free"
+    as_other_owner(lambda: locks.unlock(held))
+    as_other_owner(lambda: locks.unlock(mine))
+
+
+def test_other_lock_calls_may_come_between_request_and_wait(locks: LockService, key: str) -> None:
+    first = locks.try_lock(key + ":a", 5)
+    pending = locks.request(key, 5)
+    locks.unlock_nowait(first)           # the thread keeps using the service meanwhile
+    second = locks.try_lock(key + ":b", 5)
+    grant = pending.wait()
+    assert grant is not None and grant.key == key
+    assert second is not None and second.key == key + ":b"
+    assert as_other_owner(lambda: locks.try_lock(key + ":a", 5)) is not None  # the release went through
+    locks.unlock(grant)
+    locks.unlock(second)
+
+
+def test_only_the_requesting_thread_reads_the_answer(locks: LockService, key: str) -> None:
+    pending = locks.request(key, 5)
+    if isinstance(locks, NopLock):  # answered at once: nothing left to read
+        assert as_other_owner(pending.wait) is not None
+    else:
+        with pytest.raises(LockError, match="thread that sent it"):
+            as_other_owner(pending.wait)
+    locks.unlock(pending.wait())

@@ -15,6 +15,7 @@ from locking import base
 from locking.base import AlreadyHeld, LockBackendUnavailable, LockBusy, LockStartupError, NotOwned
 from locking.redis_lock import RedisLock
 from tests.locking.conftest import free_port
+from tests.locking.proxy import RedisProxy
 
 
 @pytest.fixture
@@ -400,3 +401,92 @@ def test_unlock_nowait_still_releases_after_redis_lost_its_scripts(
     assert redis_lock.try_lock(key + ":next", 5) is not None
     assert raw_redis.exists(namespace + key) == 0
     assert lock_events == []
+
+
+# --- request(): the acquire sent, its answer read later ------------------------------------------------
+
+def test_request_is_one_request_and_its_answer_is_read_once(redis_lock: RedisLock, key: str,
+                                                             round_trips: list[int]) -> None:
+    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: this thread's connection exists
+    before = round_trips[0]
+    pending = redis_lock.request(key, 5)
+    assert round_trips[0] - before == 1
+    grant = pending.wait()
+    assert pending.wait() is grant and round_trips[0] - before == 1
+    redis_lock.unlock(grant)
+
+
+def test_request_holds_the_key_in_redis_before_the_answer_is_read(redis_lock: RedisLock, redis_url: str,
+                                                                  namespace: str, key: str) -> None:
+    pending = redis_lock.request(key, 5)
+    other = RedisLock(redis_url, namespace=namespace, instance_id="other")
+    try:
+        assert other.try_lock(key, 5) is None  # Redis ran the acquire as soon as it arrived
+    finally:
+        other.close()
+    redis_lock.unlock(pending.wait())
+
+
+def test_a_busy_answer_is_recorded_once_as_a_conflict(redis_lock: RedisLock, redis_url: str, namespace: str,
+                                                      key: str, lock_events: list[base.LockEvent]) -> None:
+    other = RedisLock(redis_url, namespace=namespace, instance_id="other")
+    try:
+        held = other.try_lock(key, 5)
+        pending = redis_lock.request(key, 5)
+        assert pending.wait() is None and pending.wait() is None
+        assert [(e.kind, e.key) for e in lock_events] == [("conflict", key)]
+        other.unlock(held)
+    finally:
+        other.close()
+
+
+def test_request_after_redis_lost_its_scripts_still_acquires(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                             namespace: str, key: str) -> None:
+    redis_lock.unlock(redis_lock.try_lock(key, 5))
+    raw_redis.script_flush()
+    grant = redis_lock.request(key, 5).wait()  # NOSCRIPT on reading: sent again as EVAL
+    assert grant is not None
+    assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"
+    redis_lock.unlock(grant)
+
+
+def test_request_to_an_unreachable_redis_fails_at_once(namespace: str, key: str,
+                                                       lock_events: list[base.LockEvent]) -> None:
+    locks = RedisLock(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
+    with pytest.raises(LockBackendUnavailable):
+        locks.request(key, 5)
+    assert [e.kind for e in lock_events] == ["backend_error"]
+    locks.close()
+
+
+def test_a_redis_gone_silent_fails_the_wait_within_the_socket_timeout(
+        redis_url: str, namespace: str, key: str, lock_events: list[base.LockEvent]) -> None:
+    options = redis.connection.parse_url(redis_url)
+    proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
+    locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)
+    try:
+        locks.unlock(locks.try_lock(key, 5))  # connected through the proxy
+        proxy.mode = "blackhole"  # a partition: the request is written, nothing comes back
+        pending = locks.request(key, 5)
+        started = time.monotonic()
+        with pytest.raises(LockBackendUnavailable):
+            pending.wait()
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(LockBackendUnavailable):
+            pending.wait()  # the failure is the answer, kept
+        assert [e.kind for e in lock_events] == ["backend_error"]
+        proxy.mode = "pass"
+        assert locks.try_lock(key + ":after", 5) is not None  # a new connection once Redis answers again
+    finally:
+        locks.close()
+        proxy.close()
+
+
+def test_an_unread_answer_is_read_by_the_next_operation(redis_lock: RedisLock, key: str) -> None:
+    pending = redis_lock.request(key, 5)
+    other = redis_lock.try_lock(key + ":next", 5)  # reads the answer first: one answer in flight at most
+    assert pending._answered
+    grant = pending.wait()
+    assert grant.key == key and other.key == key + ":next"
+    redis_lock.unlock(grant)
+    redis_lock.unlock(other)

@@ -1,0 +1,112 @@
+"""The order lock on the order path, against the simulator over real HTTP, with the NopLock and a
+real Redis: the engine asks for the lock, writes the intent while the answer is on its way, and
+sends only once the answer says granted. A refused or failed lock sends nothing and withdraws the
+intent; a granted one is free again once the order is at the exchange."""
+from __future__ import annotations
+
+import uuid
+from typing import Callable, Iterator
+
+import pytest
+import redis
+
+from locking.base import ORDER_LOCK_TTL, LockService, order_lock_key
+from locking.nop import NopLock
+from locking.redis_lock import RedisLock
+from tests.locking.conftest import in_thread
+from tests.locking.proxy import RedisProxy
+from trading.engine import TickResult
+from trading.models import Order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def as_other_owner(fn: Callable[[], object]) -> object:
+    """Run fn in another thread: another owner of the same lock service."""
+    thread, box = in_thread(fn)
+    thread.join(10)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@pytest.fixture(params=["nop", "redis"])
+def backends(request: pytest.FixtureRequest) -> Iterator[tuple[LockService, LockService]]:
+    """The engine's lock service, and one that another owner takes the same keys with."""
+    if request.param == "nop":
+        locks = NopLock()
+        yield locks, locks  # the other owner is another thread of the same service
+        locks.close()
+        return
+    url = request.getfixturevalue("redis_url")
+    namespace = f"qmtest:{uuid.uuid4().hex[:10]}:"
+    locks = RedisLock(url, namespace=namespace, instance_id="engine")
+    other = RedisLock(url, namespace=namespace, instance_id="other")
+    yield locks, other
+    locks.close()
+    other.close()
+    client = redis.Redis.from_url(url)
+    for name in client.scan_iter(f"{namespace}*"):
+        client.delete(name)
+    client.close()
+
+
+def first_wanted(engine):
+    return engine.plan(engine.last_price, engine.ledger.live_orders()).orders[0]
+
+
+def test_a_busy_order_lock_sends_nothing_and_withdraws_the_intent(sim, make_engine, backends) -> None:
+    locks, other = backends
+    engine = make_engine(locks=locks)
+    want = first_wanted(engine)
+    key = order_lock_key(engine.exchange_id, engine.symbol.symbol, want.level)
+    held = as_other_owner(lambda: other.try_lock(key, ORDER_LOCK_TTL))
+    assert held is not None
+
+    result = TickResult()
+    assert engine.place(want, result) is None
+    assert result.conflicts == 1 and result.placed == []
+    assert sim.engine.ledger() == []  # nothing reached the exchange
+    withdrawn = Order.objects.get(level=want.level, side=want.side)
+    assert withdrawn.status == "not_placed" and withdrawn.active_slot is None
+    assert "not sent: order lock not granted" in withdrawn.events.get(to_status="not_placed").note
+
+    as_other_owner(lambda: other.unlock(held))
+    placed = engine.place(want, TickResult())  # the next try places it, under the next client id
+    assert placed is not None and placed.status == "open" and placed.client_order_id.endswith("-1")
+    assert [o["clientOrderId"] for o in sim.engine.ledger()] == [placed.client_order_id]
+
+
+def test_the_order_lock_is_free_again_once_the_order_is_placed(sim, make_engine, backends) -> None:
+    locks, other = backends
+    engine = make_engine(locks=locks)
+    want = first_wanted(engine)
+    assert engine.place(want, TickResult()).status == "open"
+    key = order_lock_key(engine.exchange_id, engine.symbol.symbol, want.level)
+    # The release went out with the order; the other owner waits for it at most the signal's way.
+    grant = as_other_owner(lambda: other.lock(key, ORDER_LOCK_TTL, timeout=2))
+    assert grant is not None
+    as_other_owner(lambda: other.unlock(grant))
+
+
+def test_a_lock_answer_lost_in_a_partition_sends_nothing(sim, make_engine, redis_url) -> None:
+    options = redis.connection.parse_url(redis_url)
+    proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
+    locks = RedisLock(proxy.url(options.get("db", 0)), namespace=f"qmtest:{uuid.uuid4().hex[:10]}:")
+    try:
+        engine = make_engine(locks=locks)
+        want = first_wanted(engine)
+        locks.unlock(locks.try_lock("warm-up", 1))  # connected through the proxy
+        proxy.mode = "blackhole"  # the acquire is written; no answer ever comes back
+        result = TickResult()
+        assert engine.place(want, result) is None
+        assert result.lock_errors == 1 and result.conflicts == 0
+        assert sim.engine.ledger() == []
+        assert Order.objects.get(level=want.level, side=want.side).status == "not_placed"
+
+        proxy.mode = "pass"
+        assert engine.place(want, TickResult()).status == "open"
+        assert len(sim.engine.ledger()) == 1
+    finally:
+        locks.close()
+        proxy.close()

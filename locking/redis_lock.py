@@ -340,10 +340,7 @@ class RedisLock(LockService):
         try:
             self._send_script(connection, self._acquire_script, keys, args)
         except BaseException as exc:
-            self._drop_thread_connection(connection)
-            if not isinstance(exc, RedisError):
-                raise
-            failure = self._failure("acquire", key, exc)
+            failure = self._connection_failed(connection, "acquire", key, exc)
             self._acquire_failed(key, owner, label, failure)
             raise failure from exc
         pending = PendingGrant(self._thread_connection)  # reading this thread's connection reads the answer
@@ -353,10 +350,7 @@ class RedisLock(LockService):
                 grant = self._grant_from(key, owner, sent,
                                          self._read_script_reply(connection, self._acquire_script, keys, args))
             except BaseException as exc:
-                self._drop_thread_connection(connection)
-                if not isinstance(exc, RedisError):
-                    raise
-                failure = self._failure("acquire", key, exc)
+                failure = self._connection_failed(connection, "acquire", key, exc)
                 self._acquire_failed(key, owner, label, failure)
                 pending.fail(failure)
                 return self._thread_connection()
@@ -410,10 +404,7 @@ class RedisLock(LockService):
             if self._record_not_owned(grant, exc, retried):
                 base.warn_unreleased(grant, exc)
         except BaseException as exc:
-            self._drop_thread_connection(connection)
-            if not isinstance(exc, RedisError):
-                raise
-            failure = self._failure("release", grant.key, exc)
+            failure = self._connection_failed(connection, "release", grant.key, exc)
             self._record_release_failure(grant, failure)
             base.warn_unreleased(grant, failure)
             return self._thread_connection()
@@ -466,6 +457,15 @@ class RedisLock(LockService):
             connection = read(connection)
         return connection
 
+    def _connection_failed(self, connection: AbstractConnection, operation: str, key: str,
+                           exc: BaseException) -> LockBackendUnavailable:
+        """After `exc` on this thread's connection: drop the connection (a reply may still be in
+        flight); re-raise anything but a Redis failure, which is returned as LockBackendUnavailable."""
+        self._drop_thread_connection(connection)
+        if not isinstance(exc, RedisError):
+            raise exc
+        return self._failure(operation, key, exc)
+
     def _drop_thread_connection(self, connection: AbstractConnection) -> None:
         """Close this thread's connection after a failure (a reply may still be in flight)."""
         self._thread.connection, self._thread.unread = None, None
@@ -483,10 +483,7 @@ class RedisLock(LockService):
             raise LockBackendUnavailable(
                 f"lock {operation} {key!r}: Redis at {self.address} refused the script: {exc}") from exc
         except BaseException as exc:
-            self._drop_thread_connection(connection)
-            if isinstance(exc, RedisError):
-                raise self._failure(operation, key, exc) from exc
-            raise
+            raise self._connection_failed(connection, operation, key, exc) from exc
 
     @staticmethod
     def _send_script(connection: AbstractConnection, script: Script, keys: list[str], args: list[Any]) -> None:

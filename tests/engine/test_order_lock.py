@@ -5,7 +5,7 @@ intent; a granted one is free again once the order is at the exchange."""
 from __future__ import annotations
 
 import uuid
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import redis
@@ -13,21 +13,12 @@ import redis
 from locking.base import ORDER_LOCK_TTL, LockService, order_lock_key
 from locking.nop import NopLock
 from locking.redis_lock import RedisLock
-from tests.locking.conftest import in_thread
 from tests.locking.proxy import RedisProxy
+from tests.locking.test_api import as_other_owner
 from trading.engine import TickResult
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def as_other_owner(fn: Callable[[], object]) -> object:
-    """Run fn in another thread: another owner of the same lock service."""
-    thread, box = in_thread(fn)
-    thread.join(10)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 @pytest.fixture(params=["nop", "redis"])

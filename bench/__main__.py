@@ -23,7 +23,8 @@ RUNS = [
     ("simulator", [sys.executable, "bench/bench_simulator.py"]),
     ("engine", [sys.executable, "-m", "bench.bench_engine", "--rounds", "100"]),
     ("reconcile", [sys.executable, "-m", "bench.bench_reconcile", "--sizes", "100,1000,10000"]),
-    # 50 symbols for one simulated hour at 10x (6 min), a stress minute, memory per symbol, 3 x 60 + failover.
+    # 50 symbols for one simulated hour at 10x (6 min), the same hour with jemalloc (6 min), a stress
+    # minute, memory per symbol, 3 x 60 + failover.
     ("scale", [sys.executable, "-m", "bench.bench_scale", "--soak-seconds", "360", "--stress-seconds", "60"]),
 ]
 
@@ -106,8 +107,8 @@ def markdown(results: dict) -> str:
         lines += ["| one runbot, 50 symbols, tick 1 s | price step | ticks/s | lag p50 | lag p99 | ticks lag <= 1 s "
                   "| bot CPU % of a core | orders | fills | RSS start → mid → end MiB | RSS slope, 2nd half, MiB/h |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name in ("single", "stress"):
-            if name in sc:
+        for name in ("single", "single_jemalloc", "stress"):
+            if name in sc and "skipped" not in sc[name]:
                 x = sc[name]
                 lines.append(f"| {name}, {x['seconds']} s | {x['price_step_seconds']} s | {x['ticks_per_second']} | "
                              f"{x['lag_p50_s']} s | {x['lag_p99_s']} s | {x['share_within_1s']:.2%} | "

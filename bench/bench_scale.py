@@ -1,6 +1,6 @@
 """How `runbot` scales, fails over and holds its memory, with every part a real process.
 
-    python -m bench.bench_scale [--part single,stress,rss,multi] [--soak-seconds 360] [--redis-url URL]
+    python -m bench.bench_scale [--part single,jemalloc,stress,rss,multi] [--soak-seconds 360] [--redis-url URL]
 
 The simulator runs as `manage.py simexchange` and each bot as `manage.py runbot`, both against a
 SQLite file (or DATABASE_URL), so the bot shares its two cores with the exchange as it would share
@@ -10,6 +10,9 @@ and resident memory) and the database (orders, fills, lease owners).
 - single: 50 symbols on one instance for `--soak-seconds` with one-minute candles at 10x speed
   (one price step every 6 s), so the default 360 s is one simulated hour. Loop lag distribution,
   ticks per second, CPU, and RSS sampled every 10 s to show whether memory grows.
+- jemalloc: `single` again with the bot's allocator swapped for jemalloc (LD_PRELOAD), to tell
+  memory the program keeps from memory glibc's allocator holds on to. Skipped, saying so, when
+  libjemalloc.so.2 is not installed.
 - stress: the same 50 symbols with a price step every 0.5 s (a fill somewhere several times a second).
 - rss: resident memory after start-up with 1 and 10 symbols, against 50 from `single`.
 - multi: three instances in Redis mode share 60 symbols; one is SIGKILLed; time until each of its
@@ -18,6 +21,7 @@ and resident memory) and the database (orders, fills, lease owners).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import signal
 import socket
@@ -199,12 +203,21 @@ def growth_per_hour(samples: list[tuple[float, float]]) -> float | None:
 
 # --- the parts ---------------------------------------------------------------------------------
 
-def one_instance(symbols: int, step_seconds: float, seconds: float, label: str, sample_every: float = 10.0) -> dict:
+def jemalloc_library() -> str | None:
+    """The path of libjemalloc.so.2 (Debian: apt-get install libjemalloc2), or None."""
+    for path in sorted(glob.glob("/usr/lib/*/libjemalloc.so.2")) + ["/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2"]:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def one_instance(symbols: int, step_seconds: float, seconds: float, label: str, sample_every: float = 10.0,
+                 **env: str) -> dict:
     names = [f"S{i}/USDT" for i in range(symbols)]
     sim, url = simulator(names, step_seconds)
     account = make_account(label, names, url)
     port = free_port()
-    bot = runbot(account, f"{label}-bot", port)
+    bot = runbot(account, f"{label}-bot", port, **env)
     try:
         started = time.monotonic()
         while len(bot.started_trading()) < symbols:
@@ -338,6 +351,14 @@ def run(parts: list[str], soak_seconds: float = 360.0, stress_seconds: float = 6
     results: dict = {}
     if "single" in parts:
         results["single"] = one_instance(50, 6.0, soak_seconds, "soak")
+    if "jemalloc" in parts:
+        library = jemalloc_library()
+        if library is None:
+            print("   jemalloc: skipped, libjemalloc.so.2 is not installed (apt-get install libjemalloc2)", flush=True)
+            results["single_jemalloc"] = {"skipped": "libjemalloc.so.2 is not installed"}
+        else:
+            results["single_jemalloc"] = {"allocator": library,
+                                          **one_instance(50, 6.0, soak_seconds, "jemalloc", LD_PRELOAD=library)}
     if "stress" in parts:
         results["stress"] = one_instance(50, 0.5, stress_seconds, "stress")
     if "rss" in parts:
@@ -354,7 +375,7 @@ def run(parts: list[str], soak_seconds: float = 360.0, stress_seconds: float = 6
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", default="single,stress,rss,multi")
+    parser.add_argument("--part", default="single,jemalloc,stress,rss,multi")
     parser.add_argument("--soak-seconds", type=float, default=360.0)
     parser.add_argument("--stress-seconds", type=float, default=60.0)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)

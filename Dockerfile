@@ -22,9 +22,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=quantmesh.settings \
     QM_VAR_DIR=/app/var
-# libmariadb3: the shared library mysqlclient links against at run time.
+# libmariadb3: the shared library mysqlclient links against at run time. libjemalloc2: the
+# allocator the runbot services preload (LD_PRELOAD in docker-compose.ha.yml); linked to one path
+# whatever the architecture.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libmariadb3 \
+    && apt-get install -y --no-install-recommends libmariadb3 libjemalloc2 \
+    && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2 \
+    && test -e /usr/local/lib/libjemalloc.so.2 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 COPY requirements.txt requirements-mysql.txt /app/

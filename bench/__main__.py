@@ -105,8 +105,9 @@ def markdown(results: dict) -> str:
     if "scale" in r:
         sc = r["scale"]
         lines += ["| one runbot, 50 symbols, tick 1 s | price step | ticks/s | lag p50 | lag p99 | ticks lag <= 1 s "
-                  "| bot CPU % of a core | orders | fills | RSS start → mid → end MiB | RSS slope, 2nd half, MiB/h |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| bot CPU % of a core | orders | fills | RSS start → mid → end MiB | RSS mean, 1st → 2nd half, MiB "
+                  "| RSS trend, MiB per simulated hour |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in ("single", "single_jemalloc", "stress"):
             if name in sc and "skipped" not in sc[name]:
                 x = sc[name]
@@ -114,7 +115,8 @@ def markdown(results: dict) -> str:
                              f"{x['lag_p50_s']} s | {x['lag_p99_s']} s | {x['share_within_1s']:.2%} | "
                              f"{x['bot_cpu_percent_of_one_core']} | {x['orders_placed']} | {x['fills']} | "
                              f"{x['rss_start_mib']} → {x.get('rss_mid_mib', '-')} → {x['rss_end_mib']} | "
-                             f"{x['rss_growth_second_half_mib_per_hour']} |")
+                             f"{x.get('rss_first_half_mean_mib', '-')} → {x.get('rss_second_half_mean_mib', '-')} | "
+                             f"{x.get('rss_slope_mib_per_simulated_hour', '-')} |")
         lines.append("")
         if "rss_after_start_mib" in sc:
             rows = ", ".join(f"{n} symbol{'' if str(n) == '1' else 's'} {m} MiB" for n, m in sc["rss_after_start_mib"].items())

@@ -10,8 +10,9 @@ and resident memory) and the database (orders, fills, lease owners).
 - single: 50 symbols on one instance for `--soak-seconds` with one-minute candles at 10x speed
   (one price step every 6 s), so the default 360 s is one simulated hour. Loop lag distribution,
   ticks per second, CPU, and RSS sampled every 10 s to show whether memory grows.
-- jemalloc: `single` again with the bot's allocator swapped for jemalloc (LD_PRELOAD), to tell
-  memory the program keeps from memory glibc's allocator holds on to. Skipped, saying so, when
+- jemalloc: `single` again with the bot's allocator swapped for jemalloc (LD_PRELOAD), as the
+  compose file's runbot services run, to tell memory the program keeps from memory glibc's
+  allocator holds on to. Skipped, saying so, when
   libjemalloc.so.2 is not installed.
 - stress: the same 50 symbols with a price step every 0.5 s (a fill somewhere several times a second).
 - rss: resident memory after start-up with 1 and 10 symbols, against 50 from `single`.
@@ -189,16 +190,36 @@ def ledger_counts(account: str) -> dict:
             "fills": Fill.objects.filter(symbol__account__name=account).count()}
 
 
-def growth_per_hour(samples: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of RSS over the second half of the run, in MiB per hour of wall time."""
-    tail = samples[len(samples) // 2:]
-    if len(tail) < 3:
+def slope_per_hour(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per hour of wall time."""
+    n = len(samples)
+    if n < 3:
         return None
-    n = len(tail)
-    mx = sum(t for t, _ in tail) / n
-    my = sum(m for _, m in tail) / n
-    sxx = sum((t - mx) ** 2 for t, _ in tail)
-    return round(sum((t - mx) * (m - my) for t, m in tail) / sxx * 3600, 1) if sxx else None
+    mx = sum(t for t, _ in samples) / n
+    my = sum(m for _, m in samples) / n
+    sxx = sum((t - mx) ** 2 for t, _ in samples)
+    return round(sum((t - mx) * (m - my) for t, m in samples) / sxx * 3600, 1) if sxx else None
+
+
+def growth_per_hour(samples: list[tuple[float, float]]) -> float | None:
+    """RSS slope over the second half of the run, in MiB per hour of wall time."""
+    return slope_per_hour(samples[len(samples) // 2:])
+
+
+def rss_trend(samples: list[tuple[float, float]], step_seconds: float | None) -> dict:
+    """The resident size's trend from the first minute on (jemalloc returns start-up memory in its
+    first seconds): least-squares slope per simulated hour, and the mean of each half. Single
+    samples move by up to a MiB either way, so compare means or slopes, not two samples."""
+    settled = [(t, m) for t, m in samples if t >= 60]
+    if len(settled) < 6:  # a short run: all of it
+        settled = samples
+    half = len(settled) // 2
+    slope = slope_per_hour(settled)
+    row = {"rss_first_half_mean_mib": round(sum(m for _, m in settled[:half]) / max(half, 1), 2),
+           "rss_second_half_mean_mib": round(sum(m for _, m in settled[half:]) / max(len(settled) - half, 1), 2)}
+    if step_seconds and slope is not None:  # one simulated minute per price step
+        row["rss_slope_mib_per_simulated_hour"] = round(slope * step_seconds / 60, 2)
+    return row
 
 
 # --- the parts ---------------------------------------------------------------------------------
@@ -248,7 +269,8 @@ def one_instance(symbols: int, step_seconds: float, seconds: float, label: str, 
            "rss_start_mib": samples[0][1], "rss_mid_mib": mid_mib, "rss_end_mib": samples[-1][1],
            "rss_growth_second_half_mib": round(samples[-1][1] - mid_mib, 1),
            "rss_max_mib": max(m for _, m in samples),
-           "rss_growth_second_half_mib_per_hour": growth_per_hour(samples), "rss_samples": samples}
+           "rss_growth_second_half_mib_per_hour": growth_per_hour(samples), **rss_trend(samples, step_seconds),
+           "rss_samples": samples}
     if step_seconds:
         row["simulated_minutes"] = round(elapsed / step_seconds)
     return row

@@ -30,6 +30,8 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 
 # Variables the official images read (postgres) and that are not project settings.
 IMAGE_VARS = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+# Read by the dynamic loader and the C library, not by settings.py.
+RUNTIME_VARS = {"LD_PRELOAD"}
 # Commands (management commands and the celery subcommands) whose options are documented.
 DOCUMENTED_COMMANDS = ("runbot", "reconcile", "simexchange", "loadconfig")
 
@@ -358,6 +360,8 @@ def test_environment_variables_are_settings_the_project_reads():
     read = settings_env_vars()
     for name, svc in services().items():
         for var in env_of(svc):
+            if var in RUNTIME_VARS:
+                continue
             if "build" in svc:
                 assert var in read, f"service {name} sets {var}, which quantmesh/settings.py does not read"
             else:
@@ -556,3 +560,14 @@ def test_configuration_doc_lists_every_symbol_parameter():
     ]
     missing = [name for name in editable if f"`{name}`" not in doc]
     assert missing == [], f"docs/configuration.md does not describe symbol fields {missing}"
+
+
+def test_runbot_services_preload_the_jemalloc_the_image_installs():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "libjemalloc2" in dockerfile and "/usr/local/lib/libjemalloc.so.2" in dockerfile
+    bots = {name: svc for name, svc in services().items() if "runbot" in " ".join(map(str, svc.get("command", [])))}
+    assert len(bots) >= 2
+    for name, svc in bots.items():
+        assert env_of(svc).get("LD_PRELOAD") == "/usr/local/lib/libjemalloc.so.2", name
+    others = [name for name, svc in services().items() if name not in bots and "LD_PRELOAD" in env_of(svc)]
+    assert others == []  # only the bots: the web and Celery processes keep glibc's allocator

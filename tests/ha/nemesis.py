@@ -102,6 +102,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     pending: list[tuple[float, str, str]] = []  # (due, action, target)
     down: set[str] = set()
     paused: set[str] = set()
+    frozen_intents: set[str] = set()  # client ids an instance froze right before sending
     takeovers: list[tuple[float, list[str], str]] = []
     mix = mix or {"kill": 3, "pause": 3, "redis_restart": 1, "flushall": 1, "reply_loss": 2}
     kinds = [k for k, w in mix.items() for _ in range(w)]
@@ -136,6 +137,8 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                         continue
                     if process_state(proc.pid) == "T":  # froze itself at the fault point
                         paused.add(name)
+                        frozen_intents.update(Order.objects.filter(instance_id=name, status="pending")
+                                              .values_list("client_order_id", flat=True))
                         # Frozen past its lease and past its order lock (5 s), so another instance
                         # has taken the slot over by the time it resumes.
                         pending.append((now + 6.5, "resume", name))
@@ -175,6 +178,14 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                     report.faults[kind] += 1
                 next_fault = now + rng.uniform(0.4, 1.5)
             time.sleep(0.05)
+        if unsafe and frozen_intents:
+            # Unprotected, a resumed instance sends its stale order; give it the time to, or the
+            # control could stop every bot first and have nothing to flag.
+            try:
+                wait_for(lambda: bool(frozen_intents & {o["clientOrderId"] for o in sim.engine.ledger()}), timeout=20,
+                         what="a frozen instance's stale order at the exchange", log_path=cluster.log("bot-a"))
+            except AssertionError:
+                pass  # killed before it could send: the checkers report what there is
         stop_prices.set()
         if mover.is_alive():
             mover.join()

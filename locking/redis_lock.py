@@ -382,23 +382,24 @@ class RedisLock(LockService):
         and recorded as unlock() would. At most one answer is ever outstanding per thread."""
         self._check_open()
         connection = self._thread_connection()
+        call = self._release_call(grant)
         try:
-            self._send_script(connection, self._release_script, *self._release_call(grant))
+            self._send_script(connection, self._release_script, *call)
         except BaseException as exc:
-            self._drop_thread_connection(connection)
-            if not isinstance(exc, RedisError):
-                raise
+            self._connection_failed(connection, "release", grant.key, exc)
             super().unlock_nowait(grant)  # a fresh connection, waiting for the answer this time
             return
         retried = self._forget(grant)
         self._observe_hold(grant)
-        self._thread.unread = functools.partial(self._read_unread_release, grant, retried)
+        self._thread.unread = functools.partial(self._read_unread_release, grant, retried, call)
 
-    def _read_unread_release(self, grant: Grant, retried: bool, connection: AbstractConnection) -> AbstractConnection:
-        """Read the answer of the release unlock_nowait() sent on this connection; returns the
-        connection to use next (a new one if this one failed)."""
+    def _read_unread_release(self, grant: Grant, retried: bool, call: tuple[list[str], list[Any]],
+                             connection: AbstractConnection) -> AbstractConnection:
+        """Read the answer of the release unlock_nowait() sent on this connection (`call`: the
+        script's keys and arguments, for a resend as EVAL); returns the connection to use next (a
+        new one if this one failed)."""
         try:
-            status, holder, _ = self._read_script_reply(connection, self._release_script, *self._release_call(grant))
+            status, holder, _ = self._read_script_reply(connection, self._release_script, *call)
             self._check_owned(grant, int(status), int(holder))
         except NotOwned as exc:
             if self._record_not_owned(grant, exc, retried):

@@ -71,7 +71,6 @@ _SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,31}(/[A-Za-z0-9._-]{1,32})?(:[A-
 _SETTLE = re.compile(r"[A-Z0-9]{1,16}")
 
 
-@lru_cache(maxsize=4096)
 def metric_label(key: str) -> str:
     """The bounded metric label of a lock key: `<family>:<exchange>:<symbol>`.
 
@@ -83,7 +82,16 @@ def metric_label(key: str) -> str:
     Anything after the symbol is dropped. A part that does not look like a family, an exchange
     or a symbol becomes `other`, so a malformed key cannot smuggle an id into the label.
     """
-    parts = key.split(":")
+    # The label reads at most the first four parts. Caching by those alone keeps one entry per
+    # symbol and lock family: keyed by the full key, every grid level and every canceled order id
+    # would add an entry, and the process would grow for hours until the cache filled.
+    parts = key.split(":", 4)
+    return _label(key if len(parts) < 5 else key[: -len(parts[4]) - 1])
+
+
+@lru_cache(maxsize=1024)
+def _label(head: str) -> str:
+    parts = head.split(":")
     family = parts[0] if _FAMILY.fullmatch(parts[0]) else OTHER
     if len(parts) == 1:
         return family
@@ -100,6 +108,11 @@ def metric_label(key: str) -> str:
 
 # --- recording (called by locking.base.LockService) -----------------------------------------------
 
+# Full keys whose metric children are kept at hand (NopLock's hot path): enough for every lock a
+# process holds at once, a few hundred at most.
+KEY_CACHE_SIZE = 512
+
+
 @lru_cache(maxsize=4096)
 def _acquire_child(label: str, status: str) -> Any:
     return ACQUIRE_TOTAL.labels(key=label, status=status)
@@ -115,10 +128,12 @@ def _conflict_child(label: str) -> Any:
     return CONFLICT_TOTAL.labels(key=label)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def key_children(key: str) -> tuple[Any, Any]:
     """The success counter and the hold histogram of a full lock key: the two a free acquire and
-    its release touch, looked up once per key."""
+    its release touch. Cached by full key so that a release finds what its acquire looked up; the
+    cache is small because keys with a grid level or an order id keep coming, and each entry is
+    memory held until it is evicted."""
     label = metric_label(key)
     return _acquire_child(label, "success"), _hold_child(label)
 

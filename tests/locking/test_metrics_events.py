@@ -40,6 +40,23 @@ def test_metric_label_keeps_family_exchange_and_symbol_only(key: str, label: str
     assert metric_label(key) == label
 
 
+def test_new_levels_and_order_ids_do_not_grow_the_label_caches() -> None:
+    """A bot keeps locking new grid levels and canceling new order ids for as long as it runs;
+    the label lookups must stay the same size, or the process grows by every key it has seen."""
+    from locking.nop import NopLock
+
+    metrics = locking.metrics
+    metrics._label.cache_clear()
+    metrics.key_children.cache_clear()
+    locks = NopLock()
+    for n in range(3 * metrics.KEY_CACHE_SIZE):
+        locks.unlock(locks.try_lock(f"order:binance:BTC/USDT:level:{n - 700}", 5))
+        locks.unlock(locks.try_lock(f"cancel:binance:BTC/USDT:order:{n}", 5))
+        assert metric_label(f"cancel:binance:BTC/USDT:order:x{n}") == "cancel:binance:BTC/USDT"
+    assert metrics._label.cache_info().currsize == 2  # one per lock family of the symbol
+    assert metrics.key_children.cache_info().currsize == metrics.KEY_CACHE_SIZE
+
+
 def test_metric_names_are_exactly_the_seeds() -> None:
     from locking.nop import NopLock
 

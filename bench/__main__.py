@@ -75,12 +75,14 @@ def markdown(results: dict) -> str:
     if "order_path" in r:
         lines += ["| order path (lock + intent + HTTP + update), exchange latency | NopLock p50 µs | RedisLock p50 µs "
                   "| Redis - nop µs | Redis / nop p50 | median of paired orders | per-round median "
+                  "| an order alone in its tick, paired (µs over nop) "
                   "| floor: NopLock + one PING round trip, paired (µs over nop) | Redis's own µs per lock script |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for latency, o in r["order_path"]["by_latency"].items():
             lines.append(f"| {latency} | {o['nop']['p50_us']} | {o['redis']['p50_us']} | {o['redis_minus_nop_p50_us']} | "
                          f"{o['redis_over_nop_p50']} | {o.get('redis_over_nop_median_of_pairs', '-')} | "
                          f"{o['redis_over_nop_per_round_median']} | "
+                         f"{o.get('redis_alone_over_nop_median_of_pairs', '-')} (+{o.get('redis_alone_minus_nop_p50_us', '-')}) | "
                          f"{o.get('round_trip_floor_median_of_pairs', '-')} (+{o.get('round_trip_minus_nop_p50_us', '-')}) | "
                          f"{o.get('redis_server_us_per_script', '-')} |")
         lines.append("")

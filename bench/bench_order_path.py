@@ -8,6 +8,11 @@ with 20 ms added to each request, a fast real-world round trip. The lock waits f
 trip per order (the acquire; the release's answer is read later), so the ratio depends on what it is
 compared with.
 
+Each engine places its orders one after another, as a tick placing several does: the Redis lock's
+release of one order goes to Redis in the same script as the next order's lock request. A fourth
+engine, `redis_alone`, sends each release on its own right after its order (flush_deferred, timed
+with the order), as for an order alone in its tick.
+
 A third engine takes turns with the two: the NopLock plus one bare PING round trip to the same
 Redis before each order (`RoundTripLock`). No lock that asks Redis before the order goes out can
 cost less, so its ratio is the floor for ours, measured in the same run. (Redis is idle for the
@@ -33,6 +38,9 @@ from bench.common import setup_django, summarize, time_calls, write_json
 from locking.nop import NopLock
 
 PING = b"*1\r\n$4\r\nPING\r\n"
+# The RedisLock engine whose orders are each alone in their tick: the release of an order goes out
+# right after it (flush_deferred, timed with the order) instead of with the next order's request.
+ALONE = "redis_alone"
 
 
 class RoundTripLock(NopLock):
@@ -93,6 +101,8 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
                 started = time.perf_counter()
                 if engine.place(want, TickResult()) is None:
                     raise RuntimeError(f"{name}: order at level {level[name]} was not placed")
+                if name == ALONE:  # the order is its tick's only one: its release goes out now
+                    engine.locks.flush_deferred()
                 taken[name] = time.perf_counter() - started
                 samples[name].append(taken[name])
                 started_round[name] += taken[name]
@@ -104,8 +114,13 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
     nop, red, trip = summarize(samples["nop"]), summarize(samples["redis"]), summarize(samples["round_trip"])
     rtt = summarize(time_calls(ping, 500))["p50_us"]
     round_ratios = [r / n for r, n in zip(per_round["redis"], per_round["nop"])]
+    alone = {}
+    if ALONE in samples:
+        alone = {"redis_alone": summarize(samples[ALONE]),
+                 "redis_alone_minus_nop_p50_us": round(summarize(samples[ALONE])["p50_us"] - nop["p50_us"], 1),
+                 "redis_alone_over_nop_median_of_pairs": round(statistics.median(pair_ratios[ALONE]), 4)}
     return {
-        "nop": nop, "redis": red, "round_trip": trip,
+        "nop": nop, "redis": red, "round_trip": trip, **alone,
         "orders_per_second": {"nop": round(1e6 / nop["p50_us"], 1), "redis": round(1e6 / red["p50_us"], 1)},
         "redis_minus_nop_p50_us": round(red["p50_us"] - nop["p50_us"], 1),
         "redis_over_nop_p50": round(red["p50_us"] / nop["p50_us"], 4),
@@ -140,7 +155,8 @@ def run(orders: int = 200, rounds: int = 5, latencies: tuple[int, ...] = (0, 20)
 
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     locks = {"nop": NopLock(), "round_trip": RoundTripLock(redis_url),
-             "redis": RedisLock(redis_url, namespace=f"bench:{uuid.uuid4().hex[:8]}:")}
+             "redis": RedisLock(redis_url, namespace=f"bench:{uuid.uuid4().hex[:8]}:"),
+             ALONE: RedisLock(redis_url, namespace=f"bench:{uuid.uuid4().hex[:8]}:")}
     pinger = redis.Redis.from_url(redis_url, single_connection_client=True)
     sim, base_url = simulator(["BTC/USDT"], None, price="60000")
     results = {"orders_per_round": orders, "rounds": rounds, "by_latency": {}}
@@ -171,7 +187,8 @@ def main() -> None:
         print(f"exchange latency {latency}: nop p50 {row['nop']['p50_us']} us, redis p50 {row['redis']['p50_us']} us, "
               f"+{row['redis_minus_nop_p50_us']} us, ratio {row['redis_over_nop_p50']} "
               f"(median of pairs {row['redis_over_nop_median_of_pairs']}, "
-              f"per-round median {row['redis_over_nop_per_round_median']}); floor, NopLock + one PING round trip: "
+              f"per-round median {row['redis_over_nop_per_round_median']}); one order per tick: "
+              f"+{row['redis_alone_minus_nop_p50_us']} us, median of pairs {row['redis_alone_over_nop_median_of_pairs']}; floor, NopLock + one PING round trip: "
               f"+{row['round_trip_minus_nop_p50_us']} us, median of pairs {row['round_trip_floor_median_of_pairs']}; "
               f"Redis spent {row['redis_server_us_per_script']} us per lock script")
     print("wrote", write_json("order_path", results))

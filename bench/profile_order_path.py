@@ -54,7 +54,7 @@ def run(orders: int, rounds: int, latencies: tuple[int, ...]) -> str:
         (LockService, "request"): "lock request", (RedisLock, "request"): "lock request",
         (services, "order_create_intent"): "intent write", (PendingGrant, "wait"): "lock answer",
         (ExchangeGateway, "create_limit_order"): "HTTP order", (services, "order_apply_exchange_state"): "record reply",
-        (NopLock, "unlock_nowait"): "lock release", (RedisLock, "unlock_nowait"): "lock release",
+        (LockService, "unlock_deferred"): "lock release", (RedisLock, "unlock_deferred"): "lock release",
         (SymbolEngine, "place"): "whole order",
     }
     originals = {target: getattr(*target) for target in phases}

@@ -401,6 +401,19 @@ class LockService(ABC):
         except (NotOwned, LockBackendUnavailable) as exc:
             warn_unreleased(grant, exc)
 
+    def unlock_deferred(self, grant: Grant) -> None:
+        """unlock_nowait() for a thread about to ask for another lock: the release may wait and
+        go out with this thread's next request() (RedisLock: in the same script, so an order that
+        follows another costs one message to Redis, not two). Until then the key stays held, so
+        the thread must call flush_deferred() before it idles (the engine: after placing a tick's
+        orders). Holding a key longer never lets two holders in; the lock's TTL still bounds it.
+        Backends without a network release at once."""
+        self.unlock_nowait(grant)
+
+    def flush_deferred(self) -> None:
+        """Send the release this thread deferred with unlock_deferred(), if any, without waiting
+        for its answer."""
+
     def extend(self, grant: Grant, ttl: Seconds) -> Grant:
         """Set the lease's TTL to `ttl` from now (replace, not add); NotOwned if it was lost."""
         self._check_open()

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from redis import ConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -99,6 +99,18 @@ local sep = string.find(value, ':', 1, true)
 return {-1, tonumber(string.sub(value, 1, (sep or 1) - 1)) or 0, now_us}
 """
 
+# A deferred release and the thread's next acquire in one script, so they travel as one message.
+# Each script's text runs unchanged as a function: its KEYS and ARGV are the function's arguments.
+# KEYS: the release's two keys, then the acquire's two. ARGV: the release's two arguments, then the
+# acquire's four. Returns the release's {status, holder token}, then the acquire's three values.
+RELEASE_THEN_ACQUIRE_SCRIPT = (
+    "local function release(KEYS, ARGV)\n" + RELEASE_SCRIPT + "end\n"
+    "local function acquire(KEYS, ARGV)\n" + ACQUIRE_SCRIPT + "end\n"
+    "local r = release({KEYS[1], KEYS[2]}, {ARGV[1], ARGV[2]})\n"
+    "local a = acquire({KEYS[3], KEYS[4]}, {ARGV[3], ARGV[4], ARGV[5], ARGV[6]})\n"
+    "return {r[1], r[2], a[1], a[2], a[3]}\n"
+)
+
 # KEYS: lock. ARGV: the grant's value, new ttl ms. Returns {status, holder token} as release does.
 EXTEND_SCRIPT = """
 local value = redis.call('GET', KEYS[1])
@@ -125,6 +137,16 @@ return current
 """
 
 _RESERVED = ("fence:", "wake:")
+
+
+class _Release(NamedTuple):
+    """A release sent, or to be sent, without waiting for its answer: the grant, whether an
+    earlier release of it failed, and the release script's keys and arguments."""
+
+    grant: Grant
+    retried: bool
+    keys: list[str]
+    args: list[Any]
 
 
 @dataclass(frozen=True)
@@ -230,6 +252,7 @@ class RedisLock(LockService):
         self._waiter = Redis(connection_pool=self._wait_pool)
         self._acquire_script = self._client.register_script(ACQUIRE_SCRIPT)
         self._release_script = self._client.register_script(RELEASE_SCRIPT)
+        self._release_then_acquire_script = self._client.register_script(RELEASE_THEN_ACQUIRE_SCRIPT)
         self._extend_script = self._client.register_script(EXTEND_SCRIPT)
         self._seed_script = self._client.register_script(SEED_FENCE_SCRIPT)
 
@@ -332,28 +355,37 @@ class RedisLock(LockService):
     def request(self, key: str, ttl: Seconds, *, floor: int = 0) -> PendingGrant:
         """Send the acquire script and return; its answer is read by wait(), or before this
         thread's next script, whichever comes first. One answer at most is outstanding per thread:
-        sending reads the one before."""
+        sending reads the one before. A release this thread deferred goes in the same script."""
         ttl_ms, owner, label = self._before_acquire(key, ttl, floor)
         keys, args = self._acquire_call(key, ttl_ms, owner, floor)
+        deferred = self._take_deferred()
         connection = self._thread_connection()
+        script = self._acquire_script
+        if deferred is not None:
+            script, keys, args = self._release_then_acquire_script, deferred.keys + keys, deferred.args + args
         sent = time.monotonic()
         try:
-            self._send_script(connection, self._acquire_script, keys, args)
+            self._send_script(connection, script, keys, args)
         except BaseException as exc:
             failure = self._connection_failed(connection, "acquire", key, exc)
+            self._release_failed(deferred, failure)
             self._acquire_failed(key, owner, label, failure)
             raise failure from exc
         pending = PendingGrant(self._thread_connection)  # reading this thread's connection reads the answer
 
         def read(connection: AbstractConnection) -> AbstractConnection:
             try:
-                grant = self._grant_from(key, owner, sent,
-                                         self._read_script_reply(connection, self._acquire_script, keys, args))
+                reply = self._read_script_reply(connection, script, keys, args)
             except BaseException as exc:
                 failure = self._connection_failed(connection, "acquire", key, exc)
+                self._release_failed(deferred, failure)
                 self._acquire_failed(key, owner, label, failure)
                 pending.fail(failure)
                 return self._thread_connection()
+            if deferred is not None:
+                self._release_answered(deferred, reply[0], reply[1])
+                reply = reply[2:]
+            grant = self._grant_from(key, owner, sent, reply)
             pending.answer(self._acquired(key, label, owner, None, grant, grant is None))
             return connection
 
@@ -391,25 +423,64 @@ class RedisLock(LockService):
             return
         retried = self._forget(grant)
         self._observe_hold(grant)
-        self._thread.unread = functools.partial(self._read_unread_release, grant, retried, call)
+        self._thread.unread = functools.partial(self._read_unread_release, _Release(grant, retried, *call))
 
-    def _read_unread_release(self, grant: Grant, retried: bool, call: tuple[list[str], list[Any]],
-                             connection: AbstractConnection) -> AbstractConnection:
-        """Read the answer of the release unlock_nowait() sent on this connection (`call`: the
-        script's keys and arguments, for a resend as EVAL); returns the connection to use next (a
-        new one if this one failed)."""
+    def _read_unread_release(self, release: _Release, connection: AbstractConnection) -> AbstractConnection:
+        """Read the answer of a release sent on this connection without waiting; returns the
+        connection to use next (a new one if this one failed)."""
         try:
-            status, holder, _ = self._read_script_reply(connection, self._release_script, *call)
-            self._check_owned(grant, int(status), int(holder))
-        except NotOwned as exc:
-            if self._record_not_owned(grant, exc, retried):
-                base.warn_unreleased(grant, exc)
+            status, holder, _ = self._read_script_reply(connection, self._release_script, release.keys, release.args)
         except BaseException as exc:
-            failure = self._connection_failed(connection, "release", grant.key, exc)
-            self._record_release_failure(grant, failure)
-            base.warn_unreleased(grant, failure)
+            self._release_failed(release, self._connection_failed(connection, "release", release.grant.key, exc))
             return self._thread_connection()
+        self._release_answered(release, status, holder)
         return connection
+
+    def unlock_deferred(self, grant: Grant) -> None:
+        """Keep the release until this thread's next request() and send it in the same script, or
+        until flush_deferred() or any other lock call of the thread sends it. One release at most
+        waits per thread: a second sends the first."""
+        self._check_open()
+        if getattr(self._thread, "deferred", None) is not None:
+            self.flush_deferred()
+        retried = self._forget(grant)
+        self._observe_hold(grant)
+        self._thread.deferred = _Release(grant, retried, *self._release_call(grant))
+
+    def flush_deferred(self) -> None:
+        release = self._take_deferred()
+        if release is not None:
+            self._send_deferred(release, self._thread_connection())
+
+    def _take_deferred(self) -> _Release | None:
+        release = getattr(self._thread, "deferred", None)
+        if release is not None:
+            self._thread.deferred = None
+        return release
+
+    def _send_deferred(self, release: _Release, connection: AbstractConnection) -> None:
+        """Send a deferred release on its own; its answer is read before the thread's next script."""
+        try:
+            self._send_script(connection, self._release_script, release.keys, release.args)
+        except BaseException as exc:
+            self._release_failed(release, self._connection_failed(connection, "release", release.grant.key, exc))
+            return
+        self._thread.unread = functools.partial(self._read_unread_release, release)
+
+    def _release_answered(self, release: _Release, status: Any, holder: Any) -> None:
+        """Record the answer to a release sent without waiting: a lost lock is logged and recorded."""
+        try:
+            self._check_owned(release.grant, int(status), int(holder))
+        except NotOwned as exc:
+            if self._record_not_owned(release.grant, exc, release.retried):
+                base.warn_unreleased(release.grant, exc)
+
+    def _release_failed(self, release: _Release | None, failure: LockBackendUnavailable) -> None:
+        """A release sent without waiting (or about to be) whose outcome is unknown: the backend
+        failed. Nothing to do for no release."""
+        if release is not None:
+            self._record_release_failure(release.grant, failure)
+            base.warn_unreleased(release.grant, failure)
 
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         sent = time.monotonic()
@@ -423,6 +494,10 @@ class RedisLock(LockService):
         return int(self._script("seed fence", key, self._seed_script, [self.fence_key(key)], [floor]))
 
     def _close(self) -> None:
+        try:  # this thread's deferred release, if any; other threads' expire with their TTL
+            self.flush_deferred()
+        except LockBackendUnavailable:
+            pass
         self._pool.disconnect()
         self._wait_pool.disconnect()
         with self._thread_connections_lock:
@@ -445,10 +520,13 @@ class RedisLock(LockService):
 
     def _thread_connection(self) -> AbstractConnection:
         """This thread's connection, with no answer left unread on it (an answer left by
-        unlock_nowait() or request() is read first)."""
+        unlock_nowait() or request() is read first) and no release deferred (it is sent, and its
+        answer read, first: request() takes a deferred release out before it gets here)."""
         local = self._thread
         connection = getattr(local, "connection", None)
         if connection is None or local.forks != base._forks:  # a forked child never reuses the parent's socket
+            if connection is not None:  # a forked child: the parent's deferred release is not its own
+                local.deferred = None
             connection = self._pool.connection_class(**self._pool.connection_kwargs)
             local.connection, local.forks, local.unread = connection, base._forks, None
             with self._thread_connections_lock:
@@ -456,6 +534,10 @@ class RedisLock(LockService):
         elif local.unread is not None:
             read, local.unread = local.unread, None
             connection = read(connection)
+        release = self._take_deferred()
+        if release is not None:
+            self._send_deferred(release, connection)
+            return self._thread_connection()
         return connection
 
     def _connection_failed(self, connection: AbstractConnection, operation: str, key: str,

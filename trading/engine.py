@@ -301,11 +301,15 @@ class SymbolEngine:
         )
 
     def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
-        """Place what the grid wants; orders that went live are appended to `live`."""
-        for wanted in self.plan(price, live).orders:
-            order = self.place(wanted, result)
-            if order is not None and order.is_live:
-                live.append(order)
+        """Place what the grid wants; orders that went live are appended to `live`. Each order's
+        lock release goes out with the next order's lock request; the last one when done."""
+        try:
+            for wanted in self.plan(price, live).orders:
+                order = self.place(wanted, result)
+                if order is not None and order.is_live:
+                    live.append(order)
+        finally:
+            self.locks.flush_deferred()
 
     def place(self, wanted: grid.DesiredOrder, result: TickResult) -> Order | None:
         """Place one order through the intent ledger, under its order lock.
@@ -314,7 +318,9 @@ class SymbolEngine:
         round trip to the lock backend overlaps the database write instead of adding to it.
         Nothing is sent before the answer is in and says granted. An intent whose lock was not
         granted is withdrawn at once (NOT_PLACED): no request for it ever left this thread, the
-        only one that could send it."""
+        only one that could send it. Once the exchange has answered, the release is deferred: it
+        goes out with this thread's next lock request, or at the latest when the caller calls
+        `locks.flush_deferred()` (place_wanted does)."""
         if not self.guard():
             return None
         key = order_lock_key(self.exchange_id, self.symbol.symbol, wanted.level)
@@ -395,8 +401,8 @@ class SymbolEngine:
             finally:
                 # Sent, refused or in doubt: from here the live intent row keeps the slot (a second
                 # intent for it is refused by the database), so the lock is released before the
-                # ledger records the reply.
-                self._release(grant)
+                # ledger records the reply, in the same message as the next order's lock request.
+                self.locks.unlock_deferred(grant)
         except xerr.PostOnlyWouldTake as exc:
             count = self.post_only_rejects.get((wanted.level, wanted.side), 0) + 1
             self.post_only_rejects[(wanted.level, wanted.side)] = count

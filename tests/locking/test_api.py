@@ -362,6 +362,20 @@ def test_other_lock_calls_may_come_between_request_and_wait(locks: LockService, 
     locks.unlock(second)
 
 
+def test_a_deferred_release_frees_the_key_by_the_next_request_or_flush(locks: LockService, key: str) -> None:
+    first = locks.request(key + ":a", 5).wait()
+    locks.unlock_deferred(first)
+    pending = locks.request(key + ":b", 5)  # carries the release of :a where the backend can
+    second = pending.wait()
+    assert as_other_owner(lambda: locks.try_lock(key + ":a", 5)) is not None
+    locks.unlock_deferred(second)
+    locks.flush_deferred()
+    taken = as_other_owner(lambda: locks.lock(key + ":b", 5, timeout=2))  # long before the TTL
+    assert taken is not None and taken.token > second.token
+    with pytest.raises(NotOwned):
+        locks.unlock(second)  # released once, not again
+
+
 def test_only_the_requesting_thread_reads_the_answer(locks: LockService, key: str) -> None:
     pending = locks.request(key, 5)
     if isinstance(locks, NopLock):  # answered at once: nothing left to read

@@ -490,3 +490,101 @@ def test_an_unread_answer_is_read_by_the_next_operation(redis_lock: RedisLock, k
     assert grant.key == key and other.key == key + ":next"
     redis_lock.unlock(grant)
     redis_lock.unlock(other)
+
+
+# --- unlock_deferred(): a release that travels with the thread's next request --------------------------
+
+def test_a_deferred_release_goes_out_with_the_next_request(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                           namespace: str, key: str, round_trips: list[int],
+                                                           lock_events: list[base.LockEvent]) -> None:
+    # Warm up: this thread's connection exists and Redis has the combined script.
+    redis_lock.unlock_deferred(redis_lock.request(key + ":0", 5).wait())
+    first = redis_lock.request(key + ":1", 5).wait()
+    before = round_trips[0]
+    redis_lock.unlock_deferred(first)
+    assert round_trips[0] == before
+    assert raw_redis.exists(namespace + key + ":1") == 1  # still held
+    before = round_trips[0]
+    pending = redis_lock.request(key + ":2", 5)
+    second = pending.wait()
+    assert round_trips[0] - before == 1  # one message: the release and the acquire
+    assert raw_redis.exists(namespace + key + ":1") == 0
+    assert second is not None and raw_redis.get(namespace + key + ":2") == f"{second.token}:{second.owner}"
+    redis_lock.unlock(second)
+    assert lock_events == []
+
+
+def test_a_deferred_release_then_the_same_key_again(redis_lock: RedisLock, key: str) -> None:
+    first = redis_lock.request(key, 5).wait()
+    redis_lock.unlock_deferred(first)
+    again = redis_lock.request(key, 5).wait()  # released, then acquired, in one script
+    assert again is not None and again.token == first.token + 1
+    redis_lock.unlock(again)
+
+
+def test_flush_sends_a_deferred_release_without_waiting(redis_lock: RedisLock, redis_url: str, namespace: str,
+                                                        key: str, round_trips: list[int]) -> None:
+    grant = redis_lock.request(key, 30).wait()
+    redis_lock.unlock_deferred(grant)
+    before = round_trips[0]
+    redis_lock.flush_deferred()  # reads the acquire's answer, sends the release
+    redis_lock.flush_deferred()  # nothing left to send
+    assert round_trips[0] - before == 1
+    other = RedisLock(redis_url, namespace=namespace, instance_id="other")
+    try:  # long before the 30 s TTL
+        assert other.lock(key, 30, timeout=2).token == grant.token + 1
+    finally:
+        other.close()
+
+
+def test_any_other_lock_call_sends_a_deferred_release_first(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                            namespace: str, key: str) -> None:
+    grant = redis_lock.request(key, 30).wait()
+    redis_lock.unlock_deferred(grant)
+    other = redis_lock.try_lock(key + ":other", 5)
+    assert raw_redis.exists(namespace + key) == 0
+    redis_lock.unlock(other)
+
+
+def test_a_lock_lost_before_its_deferred_release_is_recorded(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                             namespace: str, key: str,
+                                                             lock_events: list[base.LockEvent]) -> None:
+    grant = redis_lock.request(key, 30).wait()
+    raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
+    redis_lock.unlock_deferred(grant)
+    nxt = redis_lock.request(key + ":next", 5).wait()
+    assert nxt is not None
+    assert [(e.kind, e.key, e.token) for e in lock_events] == [("lost", key, grant.token)]
+    redis_lock.unlock(nxt)
+
+
+def test_a_deferred_release_after_redis_lost_its_scripts(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                         namespace: str, key: str,
+                                                         lock_events: list[base.LockEvent]) -> None:
+    grant = redis_lock.request(key, 30).wait()
+    redis_lock.unlock_deferred(grant)
+    raw_redis.script_flush()
+    nxt = redis_lock.request(key + ":next", 5).wait()  # NOSCRIPT: the combined script sent as EVAL
+    assert nxt is not None and raw_redis.exists(namespace + key) == 0
+    assert lock_events == []
+    redis_lock.unlock(nxt)
+
+
+def test_a_deferred_release_lost_with_redis_is_recorded_and_expires(
+        redis_url: str, namespace: str, key: str, raw_redis: redis.Redis,
+        lock_events: list[base.LockEvent]) -> None:
+    options = redis.connection.parse_url(redis_url)
+    proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
+    locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)
+    try:
+        grant = locks.request(key, 5).wait()
+        locks.unlock_deferred(grant)
+        proxy.mode = "blackhole"
+        pending = locks.request(key + ":next", 5)
+        with pytest.raises(LockBackendUnavailable):
+            pending.wait()
+        assert sorted((e.kind, e.key) for e in lock_events) == [("backend_error", key), ("backend_error", key + ":next")]
+        assert 0 < raw_redis.pttl(namespace + key) <= 5000  # whatever Redis did, the TTL ends it
+    finally:
+        locks.close()
+        proxy.close()

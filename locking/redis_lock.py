@@ -453,10 +453,14 @@ class RedisLock(LockService):
             self._send_deferred(release, self._thread_connection())
 
     def _take_deferred(self) -> _Release | None:
-        release = getattr(self._thread, "deferred", None)
-        if release is not None:
-            self._thread.deferred = None
-        return release
+        """The release this thread deferred, taken out of its books; None if there is none, or if
+        it was deferred before a fork (the parent's release, never the child's to send)."""
+        local = self._thread
+        release = getattr(local, "deferred", None)
+        if release is None:
+            return None
+        local.deferred = None
+        return release if local.forks == base._forks else None
 
     def _send_deferred(self, release: _Release, connection: AbstractConnection) -> None:
         """Send a deferred release on its own; its answer is read before the thread's next script."""

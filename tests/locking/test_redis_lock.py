@@ -1,6 +1,7 @@
 """RedisLock against a real Redis: key layout, round trips, millisecond TTLs, fencing, start-up checks."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -588,3 +589,22 @@ def test_a_deferred_release_lost_with_redis_is_recorded_and_expires(
     finally:
         locks.close()
         proxy.close()
+
+
+def test_a_forked_child_never_sends_its_parents_deferred_release(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                                namespace: str, key: str) -> None:
+    grant = redis_lock.request(key, 30).wait()
+    redis_lock.unlock_deferred(grant)
+    pid = os.fork()
+    if pid == 0:  # the child: its own lock calls only
+        code = 1
+        try:
+            code = 0 if redis_lock.request(key + ":child", 5).wait() is not None else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"  # still the parent's
+    redis_lock.flush_deferred()
+    assert redis_lock.try_lock(key + ":next", 5) is not None  # reads the release's answer
+    assert raw_redis.exists(namespace + key) == 0

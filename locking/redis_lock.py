@@ -141,12 +141,14 @@ _RESERVED = ("fence:", "wake:")
 
 class _Release(NamedTuple):
     """A release sent, or to be sent, without waiting for its answer: the grant, whether an
-    earlier release of it failed, and the release script's keys and arguments."""
+    earlier release of it failed, the release script's keys and arguments, and the process's
+    fork count when it was made (a forked child must not send its parent's release)."""
 
     grant: Grant
     retried: bool
     keys: list[str]
     args: list[Any]
+    forks: int = -1
 
 
 @dataclass(frozen=True)
@@ -303,7 +305,8 @@ class RedisLock(LockService):
                 f"lock backend: Redis at {self.address} has maxmemory-policy {policy!r}; lock keys "
                 f"could be evicted. Set maxmemory-policy noeviction (or use a dedicated Redis).")
         try:  # loaded now, and this thread connected, so the first acquire is one round trip too
-            for script in (self._acquire_script, self._release_script, self._extend_script, self._seed_script):
+            for script in (self._acquire_script, self._release_script, self._release_then_acquire_script,
+                           self._extend_script, self._seed_script):
                 self._client.script_load(script.script)
             self._thread_connection().connect()
         except RedisError as exc:
@@ -439,13 +442,14 @@ class RedisLock(LockService):
     def unlock_deferred(self, grant: Grant) -> None:
         """Keep the release until this thread's next request() and send it in the same script, or
         until flush_deferred() or any other lock call of the thread sends it. One release at most
-        waits per thread: a second sends the first."""
+        waits per thread: a second sends the first. The hold-time metric ends here, when the
+        holder gave the lock up."""
         self._check_open()
         if getattr(self._thread, "deferred", None) is not None:
             self.flush_deferred()
         retried = self._forget(grant)
         self._observe_hold(grant)
-        self._thread.deferred = _Release(grant, retried, *self._release_call(grant))
+        self._thread.deferred = _Release(grant, retried, *self._release_call(grant), forks=base._forks)
 
     def flush_deferred(self) -> None:
         release = self._take_deferred()
@@ -455,12 +459,11 @@ class RedisLock(LockService):
     def _take_deferred(self) -> _Release | None:
         """The release this thread deferred, taken out of its books; None if there is none, or if
         it was deferred before a fork (the parent's release, never the child's to send)."""
-        local = self._thread
-        release = getattr(local, "deferred", None)
+        release = getattr(self._thread, "deferred", None)
         if release is None:
             return None
-        local.deferred = None
-        return release if local.forks == base._forks else None
+        self._thread.deferred = None
+        return release if release.forks == base._forks else None
 
     def _send_deferred(self, release: _Release, connection: AbstractConnection) -> None:
         """Send a deferred release on its own; its answer is read before the thread's next script."""
@@ -529,8 +532,6 @@ class RedisLock(LockService):
         local = self._thread
         connection = getattr(local, "connection", None)
         if connection is None or local.forks != base._forks:  # a forked child never reuses the parent's socket
-            if connection is not None:  # a forked child: the parent's deferred release is not its own
-                local.deferred = None
             connection = self._pool.connection_class(**self._pool.connection_kwargs)
             local.connection, local.forks, local.unread = connection, base._forks, None
             with self._thread_connections_lock:

@@ -277,6 +277,9 @@ class SymbolEngine:
 
     def resolve(self, order: Order) -> None:
         """A live ledger order that is not open at the exchange: ask the exchange by client id."""
+        # That request may take up to the exchange timeout, as long as an order lock's TTL: a
+        # release the order path deferred goes out first, before its lock can expire.
+        self.locks.flush_deferred()
         self.ledger.resolve(order)
 
     # --- placing -------------------------------------------------------------------------------

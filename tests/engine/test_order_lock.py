@@ -85,6 +85,21 @@ def test_the_order_locks_are_free_again_once_the_ticks_orders_are_placed(sim, ma
         as_other_owner(lambda grant=grant: other.unlock(grant))
 
 
+def test_a_lost_reply_releases_the_order_lock_before_asking_the_exchange(sim, make_engine, backends) -> None:
+    """Asking the exchange by client id may take as long as the order lock's TTL: the release the
+    order path deferred goes out first, instead of outliving the lock and being logged as lost."""
+    locks, other = backends
+    engine = make_engine(locks=locks)
+    want = first_wanted(engine)
+    sim.drop_next(count=1)  # the order is placed, its reply lost: the engine asks by client id
+    order = engine.place(want, TickResult())
+    assert order is not None and order.status == "open"
+    key = order_lock_key(engine.exchange_id, engine.symbol.symbol, want.level)
+    grant = as_other_owner(lambda: other.try_lock(key, ORDER_LOCK_TTL))
+    assert grant is not None
+    as_other_owner(lambda: other.unlock(grant))
+
+
 def test_a_lock_answer_lost_in_a_partition_sends_nothing(sim, make_engine, redis_url) -> None:
     options = redis.connection.parse_url(redis_url)
     proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))

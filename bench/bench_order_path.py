@@ -116,8 +116,8 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
     round_ratios = [r / n for r, n in zip(per_round["redis"], per_round["nop"])]
     alone = {}
     if ALONE in samples:
-        alone = {"redis_alone": summarize(samples[ALONE]),
-                 "redis_alone_minus_nop_p50_us": round(summarize(samples[ALONE])["p50_us"] - nop["p50_us"], 1),
+        lone = summarize(samples[ALONE])
+        alone = {"redis_alone": lone, "redis_alone_minus_nop_p50_us": round(lone["p50_us"] - nop["p50_us"], 1),
                  "redis_alone_over_nop_median_of_pairs": round(statistics.median(pair_ratios[ALONE]), 4)}
     return {
         "nop": nop, "redis": red, "round_trip": trip, **alone,

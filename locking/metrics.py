@@ -86,7 +86,7 @@ def metric_label(key: str) -> str:
     # symbol and lock family: keyed by the full key, every grid level and every canceled order id
     # would add an entry, and the process would grow for hours until the cache filled.
     parts = key.split(":", 4)
-    return _label(key if len(parts) < 5 else key[: -len(parts[4]) - 1])
+    return _label(key if len(parts) < 5 else ":".join(parts[:4]))
 
 
 @lru_cache(maxsize=1024)

@@ -445,8 +445,7 @@ class RedisLock(LockService):
         waits per thread: a second sends the first. The hold-time metric ends here, when the
         holder gave the lock up."""
         self._check_open()
-        if getattr(self._thread, "deferred", None) is not None:
-            self.flush_deferred()
+        self.flush_deferred()  # an older deferred release, if any, goes out now
         retried = self._forget(grant)
         self._observe_hold(grant)
         self._thread.deferred = _Release(grant, retried, *self._release_call(grant), forks=base._forks)
@@ -501,10 +500,7 @@ class RedisLock(LockService):
         return int(self._script("seed fence", key, self._seed_script, [self.fence_key(key)], [floor]))
 
     def _close(self) -> None:
-        try:  # this thread's deferred release, if any; other threads' expire with their TTL
-            self.flush_deferred()
-        except LockBackendUnavailable:
-            pass
+        self.flush_deferred()  # this thread's deferred release, if any; other threads' expire with their TTL
         self._pool.disconnect()
         self._wait_pool.disconnect()
         with self._thread_connections_lock:

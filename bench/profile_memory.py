@@ -1,22 +1,31 @@
 """Where a running bot's memory goes, and what grows: `runbot` on the simulator, looked at from inside.
 
-    python -m bench.profile_memory [--symbols 20] [--seconds 360] [--samples 4] [--no-tracemalloc] [--out FILE]
+    python -m bench.profile_memory [--symbols 20] [--seconds 360] [--samples 4] [--no-tracemalloc]
+                                   [--frames 1] [--jemalloc] [--out FILE]
 
 The bot runs as a real `manage.py runbot` process (SQLite, tick 1 s, one price step every 6 s, so
 360 s is one simulated hour), started through this module so that it answers SIGUSR2 with a
 report of its memory:
 
-- RSS and its anonymous part (/proc), and glibc's malloc: bytes in use and bytes free in its heaps;
-- SQLite's own allocations (sqlite3_memory_used), which glibc counts as in use;
+- RSS and its anonymous part (/proc);
+- malloc: bytes in use and bytes free. On glibc (mallinfo2), chunks that its per-thread caches
+  keep for reuse count as in use. With --jemalloc (LD_PRELOAD, as the compose file runs the bot),
+  jemalloc's own statistics: bytes the program holds (stats.allocated) and bytes it keeps
+  resident beyond them;
+- SQLite's own allocations (sqlite3_memory_used), part of malloc's bytes in use;
+- Python's small-object allocator, which maps its arenas itself: bytes in its arenas and bytes in
+  blocks that objects hold;
+- the resident part of the threads' stacks;
 - Python's allocated blocks, and with tracemalloc on, the bytes Python has allocated and a
-  snapshot of where.
+  snapshot of where (--frames: how many calls of each allocation's traceback it keeps).
 
 The first report comes after the warm-up (every symbol trading, 30 s more). Between the second
 report and the last, the allocation sites that grew most are listed: a cache or a list that keeps
 growing shows up there by file and line. tracemalloc roughly doubles the bot's CPU and adds its
 own memory to RSS (its own bookkeeping shows up as malloc's free bytes), so RSS is compared only
 between runs with the same setting. The output goes to stdout and to --out (default
-bench/profiles/memory_python.txt; bench/profiles/memory_native.txt is a run with tracemalloc off).
+bench/profiles/memory_python.txt; memory_native.txt and memory_jemalloc.txt there are runs with
+tracemalloc off, on glibc and on jemalloc).
 """
 from __future__ import annotations
 
@@ -43,15 +52,78 @@ class _MallInfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _native_counters() -> dict:
-    out: dict = {}
+def _jemalloc_counters() -> dict | None:
+    """jemalloc's own statistics when it is the process's malloc (LD_PRELOAD), else None: bytes
+    the program holds (stats.allocated) and bytes jemalloc keeps resident beyond them."""
+    mallctl = getattr(ctypes.CDLL(None), "mallctl", None)
+    if mallctl is None:
+        return None
+    epoch = ctypes.c_uint64(1)  # writing the epoch refreshes the statistics read below
+    mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(ctypes.sizeof(epoch)))
+    values = {}
+    for name in (b"stats.allocated", b"stats.resident"):
+        value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+        if mallctl(name, ctypes.byref(value), ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+            return None
+        values[name] = value.value
+    allocated = values[b"stats.allocated"]
+    return {"malloc_in_use": allocated, "malloc_free": values[b"stats.resident"] - allocated}
+
+
+def _glibc_counters() -> dict:
+    """glibc's malloc: bytes in use (the program's, plus chunks its per-thread caches keep) and
+    bytes free in its heaps; {} for another C library or glibc before 2.33."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
-        info = libc.mallinfo2()
-        out.update(malloc_in_use=info.uordblks, malloc_free=info.fordblks, malloc_mmapped=info.hblkhd)
-    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
-        pass
+    except (OSError, AttributeError):
+        return {}
+    info = libc.mallinfo2()
+    return {"malloc_in_use": info.uordblks, "malloc_free": info.fordblks, "malloc_mmapped": info.hblkhd}
+
+
+def _pymalloc_counters() -> dict:
+    """Python's small-object allocator (pymalloc), which takes its arenas straight from mmap, so
+    neither malloc counts them: bytes in its arenas, and bytes in blocks Python objects hold.
+    sys._debugmallocstats() prints them on the C stderr, which is sent to a file meanwhile."""
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() in ("Total", "# bytes in allocated blocks") and name.strip() not in values:
+            values[name.strip()] = int(value.strip().replace(",", ""))
+    if len(values) < 2:  # PYTHONMALLOC=malloc: no pymalloc
+        return {}
+    return {"python_arenas": values["Total"], "python_in_blocks": values["# bytes in allocated blocks"]}
+
+
+def _thread_stacks_rss() -> int:
+    """Resident bytes of thread stacks: anonymous read-write mappings that start right where a
+    no-access guard mapping ends, as glibc lays out every thread's stack (/proc/self/smaps)."""
+    total, previous, current = 0, None, None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):  # a mapping's header
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            previous, current = current, {"start": start, "end": end, "perms": fields[1], "anon": len(fields) == 5}
+            current["stack"] = (previous is not None and previous["end"] == start and previous["perms"] == "---p"
+                                and previous["anon"] and current["anon"] and current["perms"] == "rw-p")
+        elif fields[0] == "Rss:" and current is not None and current["stack"]:
+            total += int(fields[1]) * 1024
+    return total
+
+
+def _native_counters() -> dict:
+    out = _jemalloc_counters() or _glibc_counters()
     try:
         import sqlite3  # noqa: F401  (loads the library the bot uses)
 
@@ -68,8 +140,9 @@ def _child(report_dir: str, args: list[str]) -> None:
     import gc
     import tracemalloc
 
-    if os.environ.get("QM_PROFILE_TRACEMALLOC") == "1":
-        tracemalloc.start(1)
+    frames = int(os.environ.get("QM_PROFILE_TRACEMALLOC", "0"))
+    if frames:
+        tracemalloc.start(frames)
     count = 0
 
     def report(signum, frame) -> None:
@@ -78,7 +151,8 @@ def _child(report_dir: str, args: list[str]) -> None:
         gc.collect()
         status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
         row = {"rss": int(status["VmRSS"].split()[0]) * 1024, "rss_anon": int(status["RssAnon"].split()[0]) * 1024,
-               "python_blocks": sys.getallocatedblocks(), **_native_counters()}
+               "python_blocks": sys.getallocatedblocks(), **_native_counters(), **_pymalloc_counters(),
+               "thread_stacks": _thread_stacks_rss()}
         if tracemalloc.is_tracing():
             row["python_traced"] = tracemalloc.get_traced_memory()[0]
             tracemalloc.take_snapshot().dump(f"{report_dir}/snapshot{count}")
@@ -100,7 +174,7 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.2f}"
 
 
-def run(symbols: int, seconds: float, samples: int, trace: bool, out: Path = OUTPUT) -> str:
+def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUTPUT, jemalloc: bool = False) -> str:
     import tracemalloc
 
     from bench import bench_scale as scale
@@ -111,7 +185,12 @@ def run(symbols: int, seconds: float, samples: int, trace: bool, out: Path = OUT
     sim, url = scale.simulator(names, 6.0)
     account = scale.make_account("memory", names, url)
     reports = tempfile.mkdtemp(prefix="qm-memory-")
-    env = scale.child_env(QM_PROFILE_TRACEMALLOC="1" if trace else "0")
+    env = scale.child_env(QM_PROFILE_TRACEMALLOC=str(frames))
+    if jemalloc:
+        library = scale.jemalloc_library()
+        if library is None:
+            raise SystemExit("--jemalloc: libjemalloc.so.2 is not installed (apt-get install libjemalloc2)")
+        env["LD_PRELOAD"] = library
     bot = subprocess.Popen(
         [sys.executable, "-m", "bench.profile_memory", "--child", reports, "runbot", "--account", account,
          "--instance-id", "memory", "--tick-interval", "1", "--status-interval", "3600"],
@@ -147,20 +226,27 @@ def run(symbols: int, seconds: float, samples: int, trace: bool, out: Path = OUT
         bot.wait(timeout=60)
         sim.stop()
 
-    keys = ["rss", "rss_anon", "malloc_in_use", "malloc_free", "sqlite", "python_traced"]
+    keys = ["rss", "rss_anon", "malloc_in_use", "malloc_free", "sqlite", "python_arenas", "python_in_blocks",
+            "thread_stacks", "python_traced"]
     lines = [f"runbot, {symbols} symbols on the simulator, {seconds:g} s ({seconds / 6:g} simulated minutes), "
-             f"tracemalloc {'on' if trace else 'off'}; MiB unless stated", "",
+             f"tracemalloc {f'on ({frames} frames)' if frames else 'off'}, {'jemalloc' if jemalloc else 'glibc'} malloc; "
+             "MiB unless stated", "",
              "| at s | " + " | ".join(keys) + " | python blocks |", "|---" * (len(keys) + 2) + "|"]
     for row in rows:
         lines.append(f"| {row['at_s']} | " + " | ".join(_mib(row.get(k)) for k in keys) + f" | {row['python_blocks']} |")
     first, last = rows[1] if len(rows) > 2 else rows[0], rows[-1]
     lines += ["", f"growth from {first['at_s']} s to {last['at_s']} s: " + ", ".join(
         f"{k} {(last[k] - first[k]) / 2**20:+.2f}" for k in keys if k in first and k in last)]
-    if trace:
+    if frames:
         before = tracemalloc.Snapshot.load(f"{reports}/snapshot{rows.index(first) + 1}")
         after = tracemalloc.Snapshot.load(f"{reports}/snapshot{len(rows)}")
         lines += ["", "Python allocation sites that grew most over the same span:", ""]
-        lines += [f"    {stat}" for stat in after.compare_to(before, "lineno")[:15]]
+        if frames == 1:
+            lines += [f"    {stat}" for stat in after.compare_to(before, "lineno")[:15]]
+        else:  # each site with the calls that led to it, innermost last
+            for stat in after.compare_to(before, "traceback")[:10]:
+                lines += [f"    {stat.size_diff / 1024:+.1f} KiB, {stat.count_diff:+d} blocks:",
+                          *(f"        {line}" for line in stat.traceback.format(most_recent_first=False)), ""]
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
@@ -175,11 +261,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=360.0)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--no-tracemalloc", action="store_true")
+    parser.add_argument("--frames", type=int, default=1,
+                        help="frames of each allocation's traceback that tracemalloc keeps (default 1)")
+    parser.add_argument("--jemalloc", action="store_true",
+                        help="run the bot on jemalloc (LD_PRELOAD), as the compose file does")
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args()
-    if args.symbols < 1 or args.seconds <= 0 or args.samples < 2:
-        parser.error("--symbols must be at least 1, --seconds positive and --samples at least 2")
-    print(run(args.symbols, args.seconds, args.samples, not args.no_tracemalloc, args.out))
+    if args.symbols < 1 or args.seconds <= 0 or args.samples < 2 or args.frames < 1:
+        parser.error("--symbols and --frames must be at least 1, --seconds positive and --samples at least 2")
+    print(run(args.symbols, args.seconds, args.samples, 0 if args.no_tracemalloc else args.frames, args.out,
+              args.jemalloc))
 
 
 if __name__ == "__main__":

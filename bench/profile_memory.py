@@ -101,23 +101,23 @@ def _pymalloc_counters() -> dict:
         name, _, value = line.partition("=")
         if name.strip() in ("Total", "# bytes in allocated blocks") and name.strip() not in values:
             values[name.strip()] = int(value.strip().replace(",", ""))
-    if len(values) < 2:  # PYTHONMALLOC=malloc: no pymalloc
+    if len(values) < 2:  # pymalloc is not in use (PYTHONMALLOC=malloc, or tracemalloc wraps it)
         return {}
     return {"python_arenas": values["Total"], "python_in_blocks": values["# bytes in allocated blocks"]}
 
 
 def _thread_stacks_rss() -> int:
     """Resident bytes of thread stacks: anonymous read-write mappings that start right where a
-    no-access guard mapping ends, as glibc lays out every thread's stack (/proc/self/smaps)."""
-    total, previous, current = 0, None, None
+    no-access anonymous guard mapping ends, as glibc lays out every thread's stack (/proc/self/smaps)."""
+    total, previous, is_stack = 0, None, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         fields = line.split()
-        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):  # a mapping's header
+        if not fields[0].endswith(":"):  # a mapping: range, permissions, offset, device, inode[, path]
             start, end = (int(part, 16) for part in fields[0].split("-"))
-            previous, current = current, {"start": start, "end": end, "perms": fields[1], "anon": len(fields) == 5}
-            current["stack"] = (previous is not None and previous["end"] == start and previous["perms"] == "---p"
-                                and previous["anon"] and current["anon"] and current["perms"] == "rw-p")
-        elif fields[0] == "Rss:" and current is not None and current["stack"]:
+            mapping = (end, fields[1], len(fields) == 5)  # anonymous: no path
+            is_stack = (previous is not None and previous == (start, "---p", True) and mapping[1:] == ("rw-p", True))
+            previous = mapping
+        elif is_stack and fields[0] == "Rss:":
             total += int(fields[1]) * 1024
     return total
 

@@ -4,7 +4,8 @@ Every live instance computes the same assignment from the same inputs (the symbo
 instances whose heartbeat is fresh): a rendezvous-hash ranking with a per-instance cap of
 ceil(symbols / instances), so symbols spread evenly and move as little as possible when an
 instance joins or leaves. An instance trades a symbol only while it holds the symbol's lease,
-a lock with a TTL that it renews every third of the TTL. The lease's fencing token is the
+a lock with a TTL that it renews every third of the TTL (the runner's control loop also looks
+again just after a peer's heartbeat goes stale). The lease's fencing token is the
 token of every ledger write for that symbol (DESIGN §4), so an instance that paused past its
 TTL cannot write once another has taken over.
 
@@ -19,7 +20,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -60,12 +61,13 @@ def assign(symbol_ids: list[int], instance_ids: list[str]) -> dict[int, str]:
     return result
 
 
-def live_instances(*, stale_after: timedelta, now=None) -> list[str]:
-    """Instances in multi-instance mode whose heartbeat is fresh and that have not stopped."""
+def live_instances(*, stale_after: timedelta, now=None) -> dict[str, datetime]:
+    """Instances in multi-instance mode whose heartbeat is fresh and that have not stopped, with
+    their last heartbeat."""
     now = now or timezone.now()
-    return sorted(
+    return dict(
         BotInstance.objects.filter(stopped_at__isnull=True, lock_backend="redis", last_heartbeat__gte=now - stale_after)
-        .values_list("instance_id", flat=True)
+        .values_list("instance_id", "last_heartbeat")
     )
 
 
@@ -91,6 +93,9 @@ class LeaseKeeper:
         self.instance_id = instance_id
         self.ttl = ttl_ms / 1000
         self.held: dict[int, Lease] = {}
+        # When the next other instance's heartbeat goes stale, as of the last wanted(): the
+        # assignment can change then (that instance died), so the runner looks again at that moment.
+        self.next_stale: datetime | None = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -115,9 +120,10 @@ class LeaseKeeper:
 
     def wanted(self, symbols: list[Symbol]) -> tuple[list[Symbol], list[int]]:
         """(symbols to acquire now, held symbol ids to hand over) under the current assignment."""
-        instances = live_instances(stale_after=self.stale_after)
-        if self.instance_id not in instances:
-            instances = sorted([*instances, self.instance_id])
+        heartbeats = live_instances(stale_after=self.stale_after)
+        others = [beat for instance, beat in heartbeats.items() if instance != self.instance_id]
+        self.next_stale = min(others) + self.stale_after if others else None
+        instances = sorted({*heartbeats, self.instance_id})
         assignment = assign([s.pk for s in symbols], instances)
         mine = [s for s in symbols if assignment.get(s.pk) == self.instance_id]
         hand_over = [sid for sid in self.held if assignment.get(sid) not in (None, self.instance_id)]

@@ -39,6 +39,11 @@ from trading.models import BotInstance, Symbol
 
 log = logging.getLogger("quantmesh.runbot")
 
+# Multi-instance mode: how soon the control loop tries again for a lease this instance should
+# hold but found taken, and how long after a peer's heartbeat goes stale it looks again.
+LEASE_RETRY_SECONDS = 0.2
+STALE_MARGIN_SECONDS = 0.05
+
 
 @dataclass
 class BotOptions:
@@ -246,16 +251,17 @@ class Bot:
         next_prune = 0.0
         try:
             while True:
+                wait = interval
                 try:
                     BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
                     if self.multi and not self.stop_event.is_set():
-                        self._lease_cycle()
+                        wait = min(wait, self._lease_cycle())
                     if time.monotonic() >= next_prune:
                         recorder.prune()
                         next_prune = time.monotonic() + 3600
                 except Exception:
                     log.error("control loop step failed:\n%s", traceback.format_exc())
-                if self.stop_event.wait(interval):
+                if self.stop_event.wait(wait):
                     break
         finally:
             if self.leases is not None:
@@ -264,7 +270,12 @@ class Bot:
                 self.leases.release_all()
             connection.close()
 
-    def _lease_cycle(self) -> None:
+    def _lease_cycle(self) -> float:
+        """Renew, hand over and take leases; return how soon the next cycle could take one over:
+        just after another instance's heartbeat goes stale, or shortly when a lease this instance
+        should hold is still held elsewhere (its owner died and it has not expired yet, or its
+        owner has yet to hand it over). Otherwise takeover would wait up to a whole cycle (TTL / 3)
+        after the lease expired, which is more than the 2 s the failover target leaves."""
         for sid in self.leases.renew():
             self._stop_symbol(sid, "lease lost")
         # Threads that ended by themselves (fenced, lease invalid) give their lease back.
@@ -277,12 +288,20 @@ class Bot:
         for sid in to_hand_over:
             self._stop_symbol(sid, "handed over to another instance")
             self.leases.release(sid)
+        soonest = float("inf")
         for symbol in to_take:
             lease = self.leases.acquire(symbol, symbol.account.exchange_id)
-            if lease is not None:
-                # Test-only unsafe mode drops the lease-validity guard too, as a naive client would.
-                guard = (lambda: True) if settings.QM_TEST_UNSAFE_NO_FENCE else lease.is_valid
-                self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=guard)
+            if lease is None:
+                soonest = LEASE_RETRY_SECONDS
+                continue
+            # Test-only unsafe mode drops the lease-validity guard too, as a naive client would.
+            guard = (lambda: True) if settings.QM_TEST_UNSAFE_NO_FENCE else lease.is_valid
+            self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=guard)
+        if self.leases.next_stale is not None:
+            soonest = min(soonest, (self.leases.next_stale - timezone.now()).total_seconds() + STALE_MARGIN_SECONDS)
+        # Never sooner than the retry delay: a peer whose clock runs behind ours would otherwise
+        # always look about to go stale and keep this loop spinning.
+        return max(soonest, LEASE_RETRY_SECONDS)
 
     def _current_symbols(self) -> list[Symbol]:
         ids = [s.pk for s in self.symbols]

@@ -96,6 +96,8 @@ class LeaseKeeper:
         # When the next other instance's heartbeat goes stale, as of the last wanted(): the
         # assignment can change then (that instance died), so the runner looks again at that moment.
         self.next_stale: datetime | None = None
+        # Symbols whose lease acquire() found held by another owner since the last wanted().
+        self.held_elsewhere: set[int] = set()
 
     @property
     def stale_after(self) -> timedelta:
@@ -123,6 +125,7 @@ class LeaseKeeper:
         heartbeats = live_instances(stale_after=self.stale_after)
         others = [beat for instance, beat in heartbeats.items() if instance != self.instance_id]
         self.next_stale = min(others) + self.stale_after if others else None
+        self.held_elsewhere = set()
         instances = sorted({*heartbeats, self.instance_id})
         assignment = assign([s.pk for s in symbols], instances)
         mine = [s for s in symbols if assignment.get(s.pk) == self.instance_id]
@@ -143,6 +146,7 @@ class LeaseKeeper:
         except AlreadyHeld:
             return None  # a release that could not reach the backend; retried once its TTL has passed
         if grant is None:
+            self.held_elsewhere.add(symbol.pk)
             return None
         lease = Lease(symbol, grant)
         self.held[symbol.pk] = lease

@@ -273,9 +273,10 @@ class Bot:
     def _lease_cycle(self) -> float:
         """Renew, hand over and take leases; return how soon the next cycle could take one over:
         just after another instance's heartbeat goes stale, or shortly when a lease this instance
-        should hold is still held elsewhere (its owner died and it has not expired yet, or its
-        owner has yet to hand it over). Otherwise takeover would wait up to a whole cycle (TTL / 3)
-        after the lease expired, which is more than the 2 s the failover target leaves."""
+        should hold is still held by another owner (who died and whose lease has not expired yet,
+        or who has yet to hand it over). Otherwise takeover would wait up to a whole cycle (TTL / 3)
+        after the lease expired, which is more than the 2 s the failover target leaves. A lock
+        backend that fails keeps the cycle's own pace (and its log lines)."""
         for sid in self.leases.renew():
             self._stop_symbol(sid, "lease lost")
         # Threads that ended by themselves (fenced, lease invalid) give their lease back.
@@ -288,15 +289,13 @@ class Bot:
         for sid in to_hand_over:
             self._stop_symbol(sid, "handed over to another instance")
             self.leases.release(sid)
-        soonest = float("inf")
         for symbol in to_take:
             lease = self.leases.acquire(symbol, symbol.account.exchange_id)
-            if lease is None:
-                soonest = LEASE_RETRY_SECONDS
-                continue
-            # Test-only unsafe mode drops the lease-validity guard too, as a naive client would.
-            guard = (lambda: True) if settings.QM_TEST_UNSAFE_NO_FENCE else lease.is_valid
-            self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=guard)
+            if lease is not None:
+                # Test-only unsafe mode drops the lease-validity guard too, as a naive client would.
+                guard = (lambda: True) if settings.QM_TEST_UNSAFE_NO_FENCE else lease.is_valid
+                self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=guard)
+        soonest = LEASE_RETRY_SECONDS if self.leases.held_elsewhere else float("inf")
         if self.leases.next_stale is not None:
             soonest = min(soonest, (self.leases.next_stale - timezone.now()).total_seconds() + STALE_MARGIN_SECONDS)
         # Never sooner than the retry delay: a peer whose clock runs behind ours would otherwise

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from locking.base import LockBackendUnavailable
 from locking.nop import NopLock
 from tests.factories import make_symbol
 from trading.leases import lease_key
@@ -60,3 +61,17 @@ def test_a_lease_still_held_elsewhere_is_tried_again_soon():
     subject = bot([symbol], locks)
     assert subject._lease_cycle() == LEASE_RETRY_SECONDS
     assert subject.runs == {}  # nothing started without the lease
+
+
+class UnreachableLock(NopLock):
+    """A lock backend that cannot be reached: every acquire fails as RedisLock's does then."""
+
+    def try_lock(self, key, ttl, *, floor=0):
+        raise LockBackendUnavailable(f"lock acquire {key!r}: unreachable")
+
+
+@pytest.mark.django_db
+def test_a_failing_lock_backend_keeps_the_cycles_own_pace():
+    subject = bot([make_symbol()], UnreachableLock())
+    assert subject._lease_cycle() == float("inf")  # not five tries (and warnings) a second
+    assert subject.runs == {}

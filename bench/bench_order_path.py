@@ -114,13 +114,11 @@ def measure(base_url: str, locks: dict, orders: int, rounds: int, ping) -> dict:
     nop, red, trip = summarize(samples["nop"]), summarize(samples["redis"]), summarize(samples["round_trip"])
     rtt = summarize(time_calls(ping, 500))["p50_us"]
     round_ratios = [r / n for r, n in zip(per_round["redis"], per_round["nop"])]
-    alone = {}
-    if ALONE in samples:
-        lone = summarize(samples[ALONE])
-        alone = {"redis_alone": lone, "redis_alone_minus_nop_p50_us": round(lone["p50_us"] - nop["p50_us"], 1),
-                 "redis_alone_over_nop_median_of_pairs": round(statistics.median(pair_ratios[ALONE]), 4)}
+    lone = summarize(samples[ALONE])
     return {
-        "nop": nop, "redis": red, "round_trip": trip, **alone,
+        "nop": nop, "redis": red, "round_trip": trip, "redis_alone": lone,
+        "redis_alone_minus_nop_p50_us": round(lone["p50_us"] - nop["p50_us"], 1),
+        "redis_alone_over_nop_median_of_pairs": round(statistics.median(pair_ratios[ALONE]), 4),
         "orders_per_second": {"nop": round(1e6 / nop["p50_us"], 1), "redis": round(1e6 / red["p50_us"], 1)},
         "redis_minus_nop_p50_us": round(red["p50_us"] - nop["p50_us"], 1),
         "redis_over_nop_p50": round(red["p50_us"] / nop["p50_us"], 4),

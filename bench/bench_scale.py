@@ -48,11 +48,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(bot: bool = False, **extra: str) -> dict[str, str]:
+    """The environment of a `manage.py` child; `bot`: started as `make run` starts `runbot`
+    (quantmesh.malloc.bot_environment)."""
     from django.conf import settings
 
+    from quantmesh import malloc
+
     name = settings.DATABASES["default"]["NAME"]
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "quantmesh.settings", "QM_DEBUG": "0", "QM_SSL_REDIRECT": "0",
+    base = malloc.bot_environment(os.environ) if bot else os.environ
+    return {**base, "DJANGO_SETTINGS_MODULE": "quantmesh.settings", "QM_DEBUG": "0", "QM_SSL_REDIRECT": "0",
             "SECRET_KEY": "bench-only", "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{name}", **extra}
 
@@ -61,7 +66,8 @@ class Proc:
     """A `manage.py` child whose output lines are kept with the time they arrived."""
 
     def __init__(self, *args: str, **env: str) -> None:
-        self.popen = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=child_env(**env),
+        self.popen = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT,
+                                      env=child_env(bot=args[0] == "runbot", **env),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True)
         self.lines: list[tuple[float, str]] = []

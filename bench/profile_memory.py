@@ -1,11 +1,12 @@
 """Where a running bot's memory goes, and what grows: `runbot` on the simulator, looked at from inside.
 
     python -m bench.profile_memory [--symbols 20] [--seconds 360] [--samples 4] [--no-tracemalloc]
-                                   [--frames 1] [--jemalloc] [--out FILE]
+                                   [--frames 1] [--jemalloc | --thread-caches] [--out FILE]
 
 The bot runs as a real `manage.py runbot` process (SQLite, tick 1 s, one price step every 6 s, so
 360 s is one simulated hour), started through this module so that it answers SIGUSR2 with a
-report of its memory:
+report of its memory. It is started as `make run` starts it, with glibc's per-thread malloc caches
+off (quantmesh.malloc); --thread-caches keeps them, as in a bot started without that setting:
 
 - RSS and its anonymous part (/proc);
 - malloc: bytes in use and bytes free. On glibc (mallinfo2), chunks that its per-thread caches
@@ -24,8 +25,9 @@ report and the last, the allocation sites that grew most are listed: a cache or 
 growing shows up there by file and line. tracemalloc roughly doubles the bot's CPU and adds its
 own memory to RSS (its own bookkeeping shows up as malloc's free bytes), so RSS is compared only
 between runs with the same setting. The output goes to stdout and to --out (default
-bench/profiles/memory_python.txt; memory_native.txt and memory_jemalloc.txt there are runs with
-tracemalloc off, on glibc and on jemalloc).
+bench/profiles/memory_python.txt; memory_native.txt, memory_thread_caches.txt and
+memory_jemalloc.txt there are runs with tracemalloc off: on glibc as `make run` starts the bot, on
+glibc with its per-thread caches, and on jemalloc).
 """
 from __future__ import annotations
 
@@ -174,7 +176,8 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.2f}"
 
 
-def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUTPUT, jemalloc: bool = False) -> str:
+def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUTPUT, jemalloc: bool = False,
+        thread_caches: bool = False) -> str:
     import tracemalloc
 
     from bench import bench_scale as scale
@@ -185,7 +188,7 @@ def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUT
     sim, url = scale.simulator(names, 6.0)
     account = scale.make_account("memory", names, url)
     reports = tempfile.mkdtemp(prefix="qm-memory-")
-    env = scale.child_env(QM_PROFILE_TRACEMALLOC=str(frames))
+    env = scale.child_env(bot=not thread_caches, QM_PROFILE_TRACEMALLOC=str(frames))
     if jemalloc:
         library = scale.jemalloc_library()
         if library is None:
@@ -229,7 +232,7 @@ def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUT
     keys = ["rss", "rss_anon", "malloc_in_use", "malloc_free", "sqlite", "python_arenas", "python_in_blocks",
             "thread_stacks", "python_traced"]
     lines = [f"runbot, {symbols} symbols on the simulator, {seconds:g} s ({seconds / 6:g} simulated minutes), "
-             f"tracemalloc {f'on ({frames} frames)' if frames else 'off'}, {'jemalloc' if jemalloc else 'glibc'} malloc; "
+             f"tracemalloc {f'on ({frames} frames)' if frames else 'off'}, {allocator(jemalloc, thread_caches)}; "
              "MiB unless stated", "",
              "| at s | " + " | ".join(keys) + " | python blocks |", "|---" * (len(keys) + 2) + "|"]
     for row in rows:
@@ -252,6 +255,12 @@ def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUT
     return text
 
 
+def allocator(jemalloc: bool, thread_caches: bool) -> str:
+    if jemalloc:
+        return "jemalloc"
+    return "glibc malloc" + (" with its per-thread caches" if thread_caches else ", per-thread caches off")
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         _child(sys.argv[2], sys.argv[3:])
@@ -265,12 +274,14 @@ def main() -> None:
                         help="frames of each allocation's traceback that tracemalloc keeps (default 1)")
     parser.add_argument("--jemalloc", action="store_true",
                         help="run the bot on jemalloc (LD_PRELOAD), as the compose file does")
+    parser.add_argument("--thread-caches", action="store_true",
+                        help="keep glibc's per-thread malloc caches, which `make run` turns off for the bot")
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args()
     if args.symbols < 1 or args.seconds <= 0 or args.samples < 2 or args.frames < 1:
         parser.error("--symbols and --frames must be at least 1, --seconds positive and --samples at least 2")
     print(run(args.symbols, args.seconds, args.samples, 0 if args.no_tracemalloc else args.frames, args.out,
-              args.jemalloc))
+              args.jemalloc, args.thread_caches))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
     python -m bench.profile_order_path [--orders 100] [--rounds 3] [--latencies 0,20] [--out bench/profiles]
 
 Runs the paired order-path benchmark (`bench.bench_order_path`: NopLock, NopLock plus one PING
-round trip, RedisLock, taking turns order by order) with a timer around each phase of an order:
-asking for the lock, the intent write, waiting for the lock's answer, the HTTP request, recording
-the reply, and the release. Each phase gets its median wall time and its median CPU time (this
+round trip, RedisLock with orders in a row, and RedisLock with each order alone in its tick, taking
+turns order by order) with a timer around each phase of an order: asking for the lock, the intent
+write, waiting for the lock's answer, the HTTP request, recording the reply, the release, and, for
+an order alone in its tick, sending the release on its own after the order. Each phase gets its median wall time and its median CPU time (this
 thread's, kernel included); wall above CPU is time spent waiting or preempted. Also reports the
 time Redis itself spent per lock script. Writes <out>/order_path.txt.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from bench.common import machine, setup_django
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("lock request", "intent write", "lock answer", "HTTP order", "record reply", "lock release")
+PHASES = ("lock request", "intent write", "lock answer", "HTTP order", "record reply", "lock release", "release sent")
 
 
 def timed(samples: dict, current: dict, phase: str, fn):
@@ -41,7 +42,7 @@ def run(orders: int, rounds: int, latencies: tuple[int, ...]) -> str:
     setup_django()
     import redis
 
-    from bench.bench_order_path import RoundTripLock, measure, script_stats, set_latency
+    from bench.bench_order_path import ALONE, RoundTripLock, measure, script_stats, set_latency
     from bench.bench_scale import simulator
     from locking.base import LockService, PendingGrant
     from locking.nop import NopLock
@@ -55,11 +56,13 @@ def run(orders: int, rounds: int, latencies: tuple[int, ...]) -> str:
         (services, "order_create_intent"): "intent write", (PendingGrant, "wait"): "lock answer",
         (ExchangeGateway, "create_limit_order"): "HTTP order", (services, "order_apply_exchange_state"): "record reply",
         (LockService, "unlock_deferred"): "lock release", (RedisLock, "unlock_deferred"): "lock release",
+        (RedisLock, "_send_deferred"): "release sent",
         (SymbolEngine, "place"): "whole order",
     }
     originals = {target: getattr(*target) for target in phases}
     redis_url = "redis://127.0.0.1:6379/15"
-    locks = {"nop": NopLock(), "round_trip": RoundTripLock(redis_url), "redis": RedisLock(redis_url, namespace="profile:")}
+    locks = {"nop": NopLock(), "round_trip": RoundTripLock(redis_url), "redis": RedisLock(redis_url, namespace="profile:"),
+             ALONE: RedisLock(redis_url, namespace="profile-alone:")}
     kinds = {id(lock): name for name, lock in locks.items()}
     lines = [f"machine: {machine()}", ""]
     pinger = redis.Redis.from_url(redis_url, single_connection_client=True)

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from quantmesh import malloc
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +39,7 @@ def main() -> int:
             return 1
     children += [
         subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{args.port}"], env=env, start_new_session=True),
-        subprocess.Popen([*manage, "runbot"], env=env, start_new_session=True),
+        subprocess.Popen([*manage, "runbot"], env=malloc.bot_environment(env), start_new_session=True),
     ]
 
     stopping = []

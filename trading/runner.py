@@ -12,8 +12,6 @@ and stops symbol threads as leases are won, lost or handed over.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import socket
@@ -317,26 +315,6 @@ def keep_connection_open() -> None:
     the tick reconnects. Only this thread's connection wrapper is changed.
     """
     connection.settings_dict = {**connection.settings_dict, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}
-
-
-# glibc gives each thread that allocates its own malloc arena (up to 8 per core), and each arena
-# keeps the pages its freed objects leave behind. A bot runs a thread per symbol under one GIL,
-# so many arenas buy no parallelism, only resident memory that creeps up with fragmentation.
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt() parameter number in glibc's malloc.h
-
-
-def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas for this process (call before starting threads). Does nothing when
-    MALLOC_ARENA_MAX is set in the environment (the operator's choice wins) or the C library is
-    not glibc. True when the cap was set."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return mallopt(_M_ARENA_MAX, count) == 1
 
 
 class InstanceConflict(Exception):

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from quantmesh import malloc
 from trading.models import ExchangeAccount, Symbol
-from trading.runner import Bot, BotOptions, InstanceConflict, limit_malloc_arenas
+from trading.runner import Bot, BotOptions, InstanceConflict
 
 PAPER_DEFAULTS = dict(
     price_interval=Decimal("150"),
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("--cancel-on-exit", action="store_true", help="cancel this instance's open orders on exit")
 
     def handle(self, *args, **opts):
-        limit_malloc_arenas()  # before any thread starts
+        malloc.limit_arenas()  # before any thread starts
         instance_id = opts["instance_id"] or settings.QM_INSTANCE_ID
         symbols = self.select_symbols(opts["symbols"], opts["account"])
         simulator = None

@@ -28,6 +28,10 @@ RUNS = [
     ("scale", [sys.executable, "-m", "bench.bench_scale", "--soak-seconds", "360", "--stress-seconds", "60"]),
 ]
 
+# The scale runs' rows: each bot is started as `make run` starts it (glibc's malloc with its
+# per-thread caches off, quantmesh.malloc), or as the compose file does (jemalloc).
+SCALE_ROWS = {"single": "glibc malloc", "single_jemalloc": "jemalloc", "stress": "stress, glibc malloc"}
+
 
 def main() -> int:
     """`python -m bench` runs everything; `python -m bench locks order_path` reruns those two and
@@ -110,10 +114,10 @@ def markdown(results: dict) -> str:
                   "| bot CPU % of a core | orders | fills | RSS start → mid → end MiB | RSS mean, 1st → 2nd half, MiB "
                   "| RSS trend, MiB per simulated hour |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name in ("single", "single_jemalloc", "stress"):
+        for name, label in SCALE_ROWS.items():
             if name in sc and "skipped" not in sc[name]:
                 x = sc[name]
-                lines.append(f"| {name}, {x['seconds']} s | {x['price_step_seconds']} s | {x['ticks_per_second']} | "
+                lines.append(f"| {label}, {x['seconds']} s | {x['price_step_seconds']} s | {x['ticks_per_second']} | "
                              f"{x['lag_p50_s']} s | {x['lag_p99_s']} s | {x['share_within_1s']:.2%} | "
                              f"{x['bot_cpu_percent_of_one_core']} | {x['orders_placed']} | {x['fills']} | "
                              f"{x['rss_start_mib']} → {x.get('rss_mid_mib', '-')} → {x['rss_end_mib']} | "

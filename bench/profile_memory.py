@@ -49,11 +49,6 @@ OUTPUT = ROOT / "bench" / "profiles" / "memory_python.txt"
 
 # --- inside the bot ------------------------------------------------------------------------------
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
 def _jemalloc_counters() -> dict | None:
     """jemalloc's own statistics when it is the process's malloc (LD_PRELOAD), else None: bytes
     the program holds (stats.allocated) and bytes jemalloc keeps resident beyond them."""
@@ -75,12 +70,11 @@ def _jemalloc_counters() -> dict | None:
 def _glibc_counters() -> dict:
     """glibc's malloc: bytes in use (the program's, plus chunks its per-thread caches keep) and
     bytes free in its heaps; {} for another C library or glibc before 2.33."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-    except (OSError, AttributeError):
+    from quantmesh.malloc import mallinfo
+
+    info = mallinfo()
+    if info is None:
         return {}
-    info = libc.mallinfo2()
     return {"malloc_in_use": info.uordblks, "malloc_free": info.fordblks, "malloc_mmapped": info.hblkhd}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from typing import Mapping
 
@@ -27,17 +28,40 @@ _M_ARENA_MAX = -8  # mallopt() parameter number in glibc's malloc.h
 THREAD_CACHE_TUNABLE = "glibc.malloc.tcache_count"
 
 
+class MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc 2.33 and later): byte counts of its heaps."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+@functools.cache
+def _libc_function(name: str):
+    """A function of glibc's by name; None for another C library (or an older glibc). Looked up
+    once: find_library runs ldconfig, and its allocations would disturb what mallinfo() reads."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def mallinfo() -> MallInfo2 | None:
+    """glibc's malloc statistics for this process (mallinfo2); None when there are none."""
+    function = _libc_function("mallinfo2")
+    if function is None:
+        return None
+    function.restype = MallInfo2  # the same on every call; ctypes keeps it on the function
+    return function()
+
+
 def limit_arenas(count: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas for this process (call before starting threads). Does nothing when
     MALLOC_ARENA_MAX is set in the environment (the operator's choice wins) or the C library is
     not glibc. True when the cap was set."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return mallopt(_M_ARENA_MAX, count) == 1
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and mallopt(_M_ARENA_MAX, count) == 1
 
 
 def bot_environment(env: Mapping[str, str]) -> dict[str, str]:

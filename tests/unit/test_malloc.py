@@ -4,10 +4,13 @@ import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from quantmesh import malloc
+
+ROOT = Path(__file__).resolve().parents[2]
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="these settings are glibc's")
 
@@ -42,24 +45,22 @@ def test_the_operators_thread_cache_setting_wins():
 # up to 7 of a size; the rest go to the fast bins, which mallinfo2 reports as free (fsmblks).
 FREED_TO_FAST_BINS = """
 import ctypes, json
+from quantmesh.malloc import mallinfo
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-libc.mallinfo2.restype = Info
+mallinfo()  # looks glibc up now, not between the two readings
 chunks = [libc.malloc(100) for _ in range(20)]
-before = libc.mallinfo2().fsmblks
+before = mallinfo().fsmblks
 for chunk in chunks:
     libc.free(chunk)
-print(json.dumps(libc.mallinfo2().fsmblks - before))
+print(json.dumps(mallinfo().fsmblks - before))
 """
 
 
 def freed_to_fast_bins(env: dict[str, str]) -> int:
-    out = subprocess.run([sys.executable, "-c", FREED_TO_FAST_BINS], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", FREED_TO_FAST_BINS], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout)
 
 

@@ -97,8 +97,9 @@ def _finding(change: Change) -> Finding:
 
 class Reconciler:
     def __init__(self, symbol: Symbol, gateway: ExchangeGateway, locks: LockService, *, instance_id: str, trigger: str,
-                 dry_run: bool = False, lock_timeout: float = RECONCILE_LOCK_TTL):
+                 dry_run: bool = False, lock_timeout: float = RECONCILE_LOCK_TTL, writer: services.Writer | None = None):
         self.symbol = symbol
+        self.writer = writer  # the bot loop's (its lease token); otherwise the symbol's current fence
         self.gateway = gateway
         self.locks = locks
         self.instance_id = instance_id
@@ -127,7 +128,7 @@ class Reconciler:
         if not self.dry_run:
             run = ReconcileRun.objects.create(symbol=self.symbol, instance_id=self.instance_id, trigger=self.trigger,
                                               lock_token=token)
-        writer = services.Writer(self.instance_id, self.symbol.fence_token)
+        writer = self.writer or services.Writer(self.instance_id, self.symbol.fence_token)
         sync = LedgerSync(self.symbol, self.gateway, writer, dry_run=self.dry_run)
         outcome = Outcome(symbol=self.symbol.symbol, status=ReconcileRun.Status.RUNNING, findings=[])
         try:

@@ -24,6 +24,7 @@ EXCHANGE_LATENCY = get_or_create(
 EXCHANGE_ERRORS = get_or_create(
     Counter, "quantmesh_exchange_errors_total", "Exchange requests that failed, by error kind.", ("exchange", "method", "kind")
 )
+TICKS = get_or_create(Counter, "quantmesh_ticks_total", "Trading loop ticks run.", ("symbol",))
 LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 # The same lag over all symbols of the process, as a distribution: its p99 is the figure to watch
 # (a tick starts late when the previous one overran the tick interval or the process is saturated).
@@ -49,6 +50,7 @@ def install() -> None:
 def observe_tick(symbol: str, result, lag: float) -> None:
     """Count what one tick did."""
     lag = max(lag, 0.0)
+    TICKS.labels(symbol).inc()
     LOOP_LAG.labels(symbol).set(lag)
     TICK_LAG.observe(lag)
     for side, count in result.placed_sides.items():

@@ -28,6 +28,7 @@ from django.utils import timezone
 from locking import recorder
 from locking.base import LockService
 from quantmesh.version import __version__
+from reconciliation.loop import LoopReconciler
 from trading import metrics, services
 from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.accounts import gateway_for
@@ -54,6 +55,7 @@ class BotOptions:
     lock_backend: str = "nop"
     lease_ttl_ms: int = 10_000
     error_backoff: float = 5.0
+    reconcile: bool = True  # each symbol's own reconcile pass every reconcile_interval
 
 
 @dataclass
@@ -63,6 +65,7 @@ class SymbolRun:
     guard: Callable[[], bool] = lambda: True
     thread: threading.Thread | None = None
     engine: SymbolEngine | None = None
+    reconciler: LoopReconciler | None = None
     ticks: int = 0
     errors: int = 0
     last_status: str = ""
@@ -146,7 +149,8 @@ class Bot:
                 except Exception as exc:  # a status line must never stop the bot
                     run.last_status = f"{run.symbol.symbol}: status unavailable ({exc})"
             if run.last_status:
-                self.out(run.last_status + (f"  [{run.stopped_reason}]" if run.stopped_reason else ""))
+                reconcile = f"  {run.reconciler.summary()}" if run.reconciler is not None else ""
+                self.out(run.last_status + reconcile + (f"  [{run.stopped_reason}]" if run.stopped_reason else ""))
 
     # --- symbol threads ------------------------------------------------------------------------
     def _start_symbol(self, symbol: Symbol, writer: services.Writer, guard: Callable[[], bool] = lambda: True) -> SymbolRun:
@@ -200,6 +204,7 @@ class Bot:
                     log.error("%s tick failed:\n%s", name, traceback.format_exc())
                     run.stop.wait(self.options.error_backoff)
                     continue
+                self._reconcile_if_due(run, engine)
                 next_due = started + self.options.tick_interval
                 run.stop.wait(max(0.0, next_due - time.monotonic()))
             if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():
@@ -208,6 +213,19 @@ class Bot:
         finally:
             run.ready.set()
             connection.close()
+
+    def _reconcile_if_due(self, run: SymbolRun, engine: SymbolEngine) -> None:
+        """The symbol's own reconcile pass, between two ticks, while this instance may trade it."""
+        if run.reconciler is None or engine.symbol.status == Symbol.Status.STOPPED or not run.guard():
+            return
+        try:
+            outcome = run.reconciler.run_if_due()
+        except Exception:
+            log.error("%s loop reconcile failed:\n%s", run.symbol.symbol, traceback.format_exc())
+            return
+        if outcome is not None and outcome.findings:
+            self.out(f"{run.symbol.symbol}: reconcile {outcome.status}: "
+                     + ", ".join(f"{f.kind} {f.action} {f.client_order_id}".rstrip() for f in outcome.findings))
 
     def _prepare(self, run: SymbolRun, stopping: Callable[[], bool]) -> SymbolEngine | None:
         name = run.symbol.symbol
@@ -218,6 +236,9 @@ class Bot:
                 engine = SymbolEngine(run.symbol, gateway, self.locks, writer=run.writer, guard=run.guard)
                 engine.prepare()
                 run.engine = engine
+                if self.options.reconcile:
+                    run.reconciler = LoopReconciler(run.symbol, gateway, self.locks, instance_id=self.options.instance_id,
+                                                    writer=run.writer)
                 s = run.symbol
                 self.out(
                     f"{name}: trading on {s.account.name} ({gateway.exchange.id}), anchor {show(s.anchor_price)}, "

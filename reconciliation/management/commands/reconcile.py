@@ -11,6 +11,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from reconciliation.loop import describe
 from reconciliation.models import ReconcileRun
 from reconciliation.services import ReconcileFailed, reconcile_symbols
 from trading.models import Symbol
@@ -52,12 +53,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps([o.as_dict() for o in outcomes], indent=2, default=str))
         else:
             for outcome in outcomes:
-                self.stdout.write(
-                    f"{outcome.symbol}: {outcome.status}{' (dry run)' if opts['dry_run'] else ''}; "
-                    f"{outcome.orders_checked} orders and {outcome.trades_checked} trades checked; "
-                    f"{len(outcome.findings)} discrepancies, {outcome.unresolved} need a person"
-                    + (f"; error: {outcome.error}" if outcome.error else "")
-                )
+                self.stdout.write(f"{outcome.symbol}{' (dry run)' if opts['dry_run'] else ''}: {describe(outcome)}")
                 for f in outcome.findings:
                     self.stdout.write(f"  {f.kind:<14} {f.action:<9} {f.client_order_id or '-'} {f.note}")
         if any(o.status == ReconcileRun.Status.FAILED for o in outcomes):

@@ -48,6 +48,8 @@ class Command(BaseCommand):
         parser.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between ticks (default 1)")
         parser.add_argument("--status-interval", type=positive_float, default=10.0, help="seconds between status lines")
         parser.add_argument("--cancel-on-exit", action="store_true", help="cancel this instance's open orders on exit")
+        parser.add_argument("--no-reconcile", action="store_true",
+                            help="no reconcile pass of the bot's own; leave it to cron or Celery beat")
 
     def handle(self, *args, **opts):
         malloc.limit_arenas()  # before any thread starts
@@ -70,7 +72,7 @@ class Command(BaseCommand):
             BotOptions(
                 instance_id=instance_id, tick_interval=opts["tick_interval"], status_interval=opts["status_interval"],
                 cancel_on_exit=opts["cancel_on_exit"], paper_url=paper_url, lock_backend=settings.QM_LOCK_BACKEND,
-                lease_ttl_ms=settings.QM_LEASE_TTL_MS,
+                lease_ttl_ms=settings.QM_LEASE_TTL_MS, reconcile=not opts["no_reconcile"],
             ),
             out=lambda line: (self.stdout.write(line), self.stdout.flush()),
         )

@@ -40,6 +40,9 @@ QM_LOCK_BACKEND = env_choice("QM_LOCK_BACKEND", "nop", ("nop", "redis"))
 QM_LOCK_NAMESPACE = env_str("QM_LOCK_NAMESPACE", "quantmesh:lock:")
 REDIS_URL = check_redis_url(env_str("REDIS_URL", "redis://127.0.0.1:6379/0"))
 QM_PAPER_EXCHANGE_URL = env_str("QM_PAPER_EXCHANGE_URL")
+# Without Redis, the percentage of an exchange's request and order limits this process may use
+# (unset: 70 for runbot, 10 for any other process: the web admin, cron, Celery).
+QM_RATE_SHARE = env_int("QM_RATE_SHARE", 0, minimum=0, maximum=100) or None
 # When set, the web process's /metrics answers only requests with "Authorization: Bearer <token>".
 QM_METRICS_TOKEN = env_secret("QM_METRICS_TOKEN")
 QM_LOCK_EVENT_RETENTION_DAYS = env_int("QM_LOCK_EVENT_RETENTION_DAYS", 14, minimum=1)

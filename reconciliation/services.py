@@ -271,8 +271,8 @@ def reconcile_symbols(symbols: list[Symbol], *, trigger: str, instance_id: str, 
     from django.conf import settings
 
     from locking.setup import lock_service_from_settings
-    from trading.exchange.accounts import gateway_for
     from trading.exchange.errors import ExchangeFailure
+    from trading.exchange.session import session_for
 
     own_locks = locks is None
     try:
@@ -283,7 +283,7 @@ def reconcile_symbols(symbols: list[Symbol], *, trigger: str, instance_id: str, 
     try:
         for symbol in symbols:
             try:
-                gateway = gateway_for(symbol.account, paper_url=settings.QM_PAPER_EXCHANGE_URL or None)
+                gateway = session_for(symbol.account, paper_url=settings.QM_PAPER_EXCHANGE_URL or None).gateway()
             except ExchangeFailure as exc:
                 raise ReconcileFailed(f"{symbol.symbol}: {exc}") from exc
             outcomes.append(Reconciler(symbol, gateway, locks, instance_id=instance_id, trigger=trigger,

@@ -22,3 +22,13 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(nemesis.HEADER)
     for row in nemesis.SUMMARY:
         terminalreporter.write_line(row)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_exchange_sessions():
+    """Each test starts with no exchange session: no markets, budget or gate of an earlier one."""
+    from trading.exchange.session import forget_sessions
+
+    forget_sessions()
+    yield
+    forget_sessions()

@@ -422,8 +422,8 @@ def orders_cancel_from_admin(orders: Iterable[Order], user) -> list[CancelOutcom
     from locking.setup import lock_service_from_settings
     from trading.engine import SymbolEngine, TickResult
     from trading.errors import IllegalTransition, TradingError
-    from trading.exchange.accounts import gateway_for
     from trading.exchange.errors import ExchangeFailure
+    from trading.exchange.session import session_for
 
     writer_id = f"admin:{user.get_username()}"[:64]
     by_symbol: dict[int, list[Order]] = {}
@@ -442,7 +442,7 @@ def orders_cancel_from_admin(orders: Iterable[Order], user) -> list[CancelOutcom
         if not live:
             continue
         try:
-            gateway = gateway_for(symbol.account)
+            gateway = session_for(symbol.account).gateway()
             locks = lock_service_from_settings(instance_id=writer_id)
         except Exception as exc:  # no exchange or no lock service: nothing is sent (fail closed)
             log.error("admin cancel for %s could not start: %s", symbol, exc)

@@ -308,6 +308,11 @@ class SymbolEngine:
         lock release goes out with the next order's lock request; the last one when done."""
         try:
             for wanted in self.plan(price, live).orders:
+                wait = self.gateway.take_order_slot()
+                if wait:
+                    log.info("%s order budget of the account spent; next orders in %.0fs", self.symbol.symbol, wait)
+                    result.rejected_reasons.append("order_budget")
+                    break
                 order = self.place(wanted, result)
                 if order is not None and order.is_live:
                     live.append(order)

@@ -25,6 +25,13 @@ EXCHANGE_ERRORS = get_or_create(
     Counter, "quantmesh_exchange_errors_total", "Exchange requests that failed, by error kind.", ("exchange", "method", "kind")
 )
 TICKS = get_or_create(Counter, "quantmesh_ticks_total", "Trading loop ticks run.", ("symbol",))
+EXCHANGE_GATE_CLOSED = get_or_create(
+    Counter, "quantmesh_exchange_gate_closed_total",
+    "Times the exchange answered 429, 418 or 403 and every request of the account was held back.", ("account", "status"),
+)
+EXCHANGE_WEIGHT_USED = get_or_create(
+    Gauge, "quantmesh_exchange_weight_used", "Request weight used this minute, as the account's budget counts it.", ("account",)
+)
 LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 # The same lag over all symbols of the process, as a distribution: its p99 is the figure to watch
 # (a tick starts late when the previous one overran the tick interval or the process is saturated).

@@ -31,8 +31,8 @@ from quantmesh.version import __version__
 from reconciliation.loop import LoopReconciler
 from trading import metrics, services
 from trading.engine import LeaseLost, SymbolEngine, show
-from trading.exchange.accounts import gateway_for
-from trading.exchange.errors import ExchangeFailure
+from trading.exchange.errors import ExchangeFailure, RateLimited
+from trading.exchange.session import session_for
 from trading.leases import LeaseKeeper
 from trading.models import BotInstance, Symbol
 
@@ -142,6 +142,12 @@ class Bot:
         if self.multi:
             held = ", ".join(sorted(r.symbol.symbol for r in self.runs.values() if not r.stop.is_set())) or "none"
             self.out(f"{self.options.instance_id}: leases held: {held}")
+        budgets = {id(r.engine.gateway.budget): r.engine.gateway.budget for r in self.runs.values()
+                   if r.engine is not None and r.engine.gateway.budget is not None}
+        for budget in budgets.values():
+            held = budget.status()
+            if held:
+                self.out(f"account {budget.name}: {held}")
         for run in list(self.runs.values()):
             if run.engine is not None:
                 try:
@@ -205,7 +211,7 @@ class Bot:
                     run.stop.wait(self.options.error_backoff)
                     continue
                 self._reconcile_if_due(run, engine)
-                next_due = started + self.options.tick_interval
+                next_due = started + self._tick_interval(engine)
                 run.stop.wait(max(0.0, next_due - time.monotonic()))
             if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():
                 canceled = engine.cancel_all()
@@ -213,6 +219,15 @@ class Bot:
         finally:
             run.ready.set()
             connection.close()
+
+    def _tick_interval(self, engine: SymbolEngine) -> float:
+        """The tick interval, stretched so that all the account's symbols poll within its request
+        budget (every instance is given the account's symbols, so they count them all)."""
+        budget = engine.gateway.budget
+        if budget is None:
+            return self.options.tick_interval
+        symbols = sum(1 for s in self.symbols if s.account_id == engine.symbol.account_id)
+        return budget.tick_interval(symbols, self.options.tick_interval)
 
     def _reconcile_if_due(self, run: SymbolRun, engine: SymbolEngine) -> None:
         """The symbol's own reconcile pass, between two ticks, while this instance may trade it."""
@@ -232,7 +247,7 @@ class Bot:
         while not stopping():
             try:
                 run.symbol.refresh_from_db()
-                gateway = gateway_for(run.symbol.account, paper_url=self.options.paper_url)
+                gateway = session_for(run.symbol.account, paper_url=self.options.paper_url).gateway()
                 engine = SymbolEngine(run.symbol, gateway, self.locks, writer=run.writer, guard=run.guard)
                 engine.prepare()
                 run.engine = engine
@@ -245,9 +260,14 @@ class Bot:
                     f"interval {show(s.price_interval)}, tick {show(s.tick_size)}, step {show(s.step_size)}, "
                     f"{s.buy_window_size} buys / {s.sell_window_size} sells of {show(s.order_quantity)} {engine.quote}"
                     + (f", lease token {run.writer.fence_token}" if self.multi else "")
+                    + f", a tick every {self._tick_interval(engine):.2g}s"
                 )
                 run.ready.set()
                 return engine
+            except RateLimited as exc:
+                run.errors += 1
+                log.warning("%s start waits %.0fs: %s", name, exc.retry_after or self.options.error_backoff, exc)
+                run.stop.wait(exc.retry_after or self.options.error_backoff)
             except ExchangeFailure as exc:
                 run.errors += 1
                 run.stopped_reason = f"cannot start: {exc}"

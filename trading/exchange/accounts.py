@@ -10,10 +10,12 @@ PAPER_API_KEY = "qm-paper"
 PAPER_API_SECRET = "qm-paper-secret"
 
 
-def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000) -> ExchangeGateway:
+def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000, budget=None,
+                markets=None) -> ExchangeGateway:
     """A gateway for `account`. Paper accounts talk to the simulator at `account.base_url`,
     `QM_PAPER_EXCHANGE_URL` or `paper_url` (in that order); anything else needs
-    QM_LIVE_TRADING=1."""
+    QM_LIVE_TRADING=1. Threads of a process share an account's budget and markets through
+    `trading.exchange.session.session_for(account).gateway()`."""
     key, secret = account.credentials()
     if account.paper:
         base_url = account.base_url or settings.QM_PAPER_EXCHANGE_URL or paper_url
@@ -23,7 +25,8 @@ def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000
             build_exchange(
                 account.exchange_id, api_key=key or PAPER_API_KEY, secret=secret or PAPER_API_SECRET,
                 base_url=base_url, timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS,
-            )
+            ),
+            budget=budget, markets=markets,
         )
     if not settings.QM_LIVE_TRADING:
         raise LiveTradingDisabled(
@@ -36,5 +39,6 @@ def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000
         )
     return ExchangeGateway(
         build_exchange(account.exchange_id, api_key=key, secret=secret, base_url=account.base_url or None,
-                       timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS)
+                       timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS),
+        budget=budget, markets=markets,
     )

@@ -6,6 +6,7 @@ pointed at the simulator's URL, so paper and live differ only in a base URL and 
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from decimal import Decimal, InvalidOperation
@@ -100,19 +101,58 @@ def build_exchange(
 
 
 class ExchangeGateway:
-    """Typed, exact, classified access to one exchange account."""
+    """Typed, exact, classified access to one exchange account. Not thread-safe: one per thread.
 
-    def __init__(self, exchange: ccxt.Exchange):
+    With a `budget` (`trading.exchange.session.RequestBudget`, shared by the account's gateways),
+    every request is first admitted by it (or refused with RateLimited, unsent), and every reply
+    is shown to it."""
+
+    def __init__(self, exchange: ccxt.Exchange, *, budget=None, markets=None):
         self.exchange = exchange
+        self.budget = budget
+        self.markets = markets  # the account's markets, shared by its gateways (a MarketsCache)
         self._rules: dict[str, MarketRules] = {}
         options = getattr(exchange, "options", None) or {}
         self.recv_window_ms = int(options.get("recvWindow") or RECV_WINDOW_MS)
+        if budget is not None:
+            exchange.on_rest_response = self._on_response  # ccxt calls it with every HTTP reply
+
+    def _on_response(self, code, reason, url, method, headers, body, request_headers, request_body):
+        self.budget.after(int(code or 0), headers, body or "")
+        if code == 200 and "/exchangeInfo" in url:
+            from trading.exchange.session import Limits
+
+            try:
+                self.budget.set_limits(Limits.from_rate_limits(json.loads(body).get("rateLimits")))
+            except (ValueError, AttributeError, TypeError):
+                log.warning("%s: exchangeInfo has no readable rateLimits; keeping %s", self.exchange.id, self.budget.limits)
+        return body
+
+    def take_order_slot(self) -> float:
+        """Ask the account's order budget for one new order: 0 when granted, else seconds to wait."""
+        return 0.0 if self.budget is None else self.budget.take_order()
 
     # --- markets ---------------------------------------------------------------------------
     def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+        if self.markets is not None and not reload:
+            def fetch():
+                loaded = self._call("load_markets", lambda: self.exchange.load_markets())
+                return list(loaded.values()), self.exchange.currencies
+
+            markets, currencies = self.markets.get_or_load(fetch)
+            if not self.exchange.markets:
+                self.adopt_markets(markets, currencies)
+            else:
+                self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
+            return dict(self._rules)
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload))
         self._rules = {symbol: self._rules_from_market(m) for symbol, m in markets.items() if m.get("spot", True)}
         return dict(self._rules)
+
+    def adopt_markets(self, markets: list, currencies=None) -> None:
+        """Use markets another gateway of the account loaded (no request)."""
+        self.exchange.set_markets(markets, currencies)
+        self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
 
     def market_rules(self, symbol: str) -> MarketRules:
         if not self._rules:
@@ -301,6 +341,10 @@ class ExchangeGateway:
 
     # --- error classification --------------------------------------------------------------
     def _call(self, method: str, fn: Callable[[], Any], *, write: bool = False) -> Any:
+        if method != "load_markets" and not self.exchange.markets:
+            self.load_markets()  # here, not inside ccxt: charged, and shared with the account's gateways
+        if self.budget is not None:
+            self.budget.before(method, write=write)  # RateLimited, unsent, when it may not go
         started = time.perf_counter()
         error = None
         try:

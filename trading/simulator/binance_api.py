@@ -92,6 +92,17 @@ def symbol_weight(with_symbol: int, without: int) -> Callable[[Params], int]:
     return lambda params: with_symbol if params.get("symbol") else without
 
 
+def tickers_weight(params: Params) -> int:
+    """ticker/24hr: 2 for one symbol or a `symbols` list of up to 20, 40 for 21-100, 80 for more or all."""
+    if params.get("symbol"):
+        return 2
+    listed = params.get("symbols", "")
+    if not listed:
+        return 80
+    count = listed.count(",") + 1
+    return 2 if count <= 20 else 40 if count <= 100 else 80
+
+
 # ------------------------------------------------------------------ JSON shapes
 
 def order_json(order: Order) -> dict:
@@ -213,6 +224,8 @@ class BinanceApi:
     def __init__(self, engine: Engine, weight_limit: Callable[[], int]) -> None:
         self.engine = engine
         self._weight_limit = weight_limit
+        config = engine.config
+        self._order_limits = (config.order_limit_10s, config.order_limit_day)
 
     def route(self, method: str, path: str) -> Endpoint | None:
         return ROUTES.get((method, path))
@@ -232,8 +245,12 @@ class BinanceApi:
             specs = [self.engine.spec(symbol) for symbol in wanted]
         return {
             "timezone": "UTC", "serverTime": now_ms(),
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                            "intervalNum": 1, "limit": self._weight_limit()}],
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self._weight_limit()},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self._order_limits[0]},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": self._order_limits[1]},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000},
+            ],
             "exchangeFilters": [],
             "symbols": [symbol_json(spec) for spec in specs],
         }
@@ -419,7 +436,7 @@ ROUTES: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ping"): Endpoint(BinanceApi.ping, 1, False),
     ("GET", "/api/v3/time"): Endpoint(BinanceApi.server_time, 1, False),
     ("GET", "/api/v3/exchangeInfo"): Endpoint(BinanceApi.exchange_info, 20, False),
-    ("GET", "/api/v3/ticker/24hr"): Endpoint(BinanceApi.ticker_24hr, symbol_weight(2, 80), False),
+    ("GET", "/api/v3/ticker/24hr"): Endpoint(BinanceApi.ticker_24hr, tickers_weight, False),
     ("GET", "/api/v3/ticker/price"): Endpoint(BinanceApi.ticker_price, symbol_weight(2, 4), False),
     ("GET", "/api/v3/ticker/bookTicker"): Endpoint(BinanceApi.book_ticker, symbol_weight(2, 4),
                                                    False),

@@ -167,6 +167,8 @@ class SimConfig:
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
     weight_limit: int = 6000
+    order_limit_10s: int = 100  # Binance's ORDERS limits per account (exchangeInfo.rateLimits)
+    order_limit_day: int = 200_000
     tick_seconds: float | None = None
     partial_fill_ratio: DecimalLike | None = None
     candle_ms: int = 60_000
@@ -193,6 +195,8 @@ class SimConfig:
                 raise ValueError("partial_fill_ratio must be in (0, 1]")
         if self.weight_limit <= 0:
             raise ValueError("weight_limit must be positive")
+        if self.order_limit_10s <= 0 or self.order_limit_day <= 0:
+            raise ValueError("order limits must be positive")
         if self.tick_seconds is not None and self.tick_seconds <= 0:
             raise ValueError("tick_seconds must be positive")
         if self.candle_ms <= 0 or self.max_candles < 2:

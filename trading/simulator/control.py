@@ -11,7 +11,8 @@ prices as strings (JSON floats are refused).
     GET  /sim/balances                 {"USDT": {"free": "...", "locked": "..."}, ...}
     POST /sim/balances                 {"USDT": "1000"}: set free amounts
     GET  /sim/trades[?symbol=...]      every fill, in the myTrades shape
-    GET  /sim/state                    prices, order/trade counts, weight used and limit
+    GET  /sim/state                    prices, order/trade counts, weight used and limit,
+                                       429s and 418s answered, ban, ORDERS counts
     POST /sim/price                    {"symbol", "price"}: move the price, fill what it reaches
     POST /sim/step                     {"n": 1, "symbol": optional}: advance the price path
     POST /sim/fill                     {"symbol", "orderId" | "clientOrderId", "qty": optional}
@@ -26,6 +27,7 @@ prices as strings (JSON floats are refused).
                                         "mode": "close" | "504"}
     POST /sim/faults/clear             remove every latency, fail and drop rule
     POST /sim/weight                   {"limit": optional}: empty the weight budget (new limit)
+    POST /sim/ban                      {"seconds"}: ban the client IP (418) this long; 0 lifts it
     POST /sim/reset                    everything back to the configured start
 """
 from __future__ import annotations
@@ -37,17 +39,18 @@ from .binance_api import fmt, order_json, trade_json
 from .config import to_decimal
 from .engine import Engine
 from .errors import SimError
-from .faults import DropRule, FailRule, Faults, WeightMeter
+from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
 
 Body = dict[str, Any]
 Result = tuple[int, Any]
 
 
 class ControlApi:
-    def __init__(self, engine: Engine, faults: Faults, weights: WeightMeter) -> None:
+    def __init__(self, engine: Engine, faults: Faults, weights: WeightMeter, orders: OrderMeter) -> None:
         self.engine = engine
         self.faults = faults
         self.weights = weights
+        self.orders = orders
         self._routes: dict[tuple[str, str], Callable[[Body], Any]] = {
             ("GET", "/sim/ledger"): self.ledger,
             ("GET", "/sim/balances"): self.balances,
@@ -64,6 +67,7 @@ class ControlApi:
             ("POST", "/sim/drop"): self.drop,
             ("POST", "/sim/faults/clear"): self.clear_faults,
             ("POST", "/sim/weight"): self.weight,
+            ("POST", "/sim/ban"): self.ban,
             ("POST", "/sim/reset"): self.reset,
         }
 
@@ -100,6 +104,12 @@ class ControlApi:
             "trades": len(self.engine.trades()),
             "weightUsed": self.weights.used(),
             "weightLimit": self.weights.limit,
+            "refused429": self.weights.refused + self.orders.refused,
+            "refusedOrders": self.orders.refused,
+            "banned418": self.weights.banned_replies,
+            "bannedUntil": int(self.weights.banned_until * 1000),
+            "orderCount10s": self.orders.counts()[0],
+            "orderCount1d": self.orders.counts()[1],
         }
 
     # market and account --------------------------------------------------------
@@ -175,11 +185,19 @@ class ControlApi:
         self.weights.reset(None if limit is None else int(limit))
         return {"weightLimit": self.weights.limit, "weightUsed": self.weights.used()}
 
+    def ban(self, body: Body) -> dict:
+        seconds = float(body.get("seconds", 120))
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        self.weights.ban(seconds)
+        return {"bannedUntil": int(self.weights.banned_until * 1000)}
+
     def reset(self, body: Body) -> dict:
-        """Engine back to its configured start, faults cleared, weight budget as configured."""
+        """Engine back to its configured start, faults cleared, weight and order budgets as configured."""
         self.engine.reset()
         self.faults.clear()
         self.weights.reset(self.engine.config.weight_limit)
+        self.orders.reset()
         return {"ok": True}
 
 

@@ -150,6 +150,7 @@ class Engine:
         self._clock = clock
         self._lock = threading.RLock()
         self._state = self._fresh_state()
+        self.trade_listeners: list[Callable[[Trade], None]] = []  # called under the engine's lock
 
     # ----------------------------------------------------------------- set-up
 
@@ -506,6 +507,8 @@ class Engine:
         state.next_trade_id += 1
         state.trades.append(trade)
         state.update_id += 1
+        for listener in self.trade_listeners:
+            listener(trade)
         return trade
 
     def _find(self, symbol: str, order_id: int | None, client_order_id: str | None,

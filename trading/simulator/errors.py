@@ -21,6 +21,7 @@ class SimError(Exception):
 
 UNKNOWN = -1000
 TOO_MANY_REQUESTS = -1003
+TOO_MANY_ORDERS = -1015
 TIMEOUT = -1007
 TIMESTAMP_OUTSIDE_WINDOW = -1021
 INVALID_SIGNATURE = -1022
@@ -87,3 +88,12 @@ def too_much_weight(limit: int) -> SimError:
         "Please use WebSocket Streams for live updates to avoid polling the API.",
         status=429,
     )
+
+
+def ip_banned(until_ms: int) -> SimError:
+    return SimError(TOO_MANY_REQUESTS, f"Way too much request weight used; IP banned until {until_ms}. "
+                    "Please use WebSocket Streams for live updates to avoid bans.", status=418)
+
+
+def too_many_orders(limit: int, interval: str) -> SimError:
+    return SimError(TOO_MANY_ORDERS, f"Too many new orders; current limit is {limit} orders per {interval}.", status=429)

@@ -123,14 +123,30 @@ def _take(rules: list, method: str, path: str):
 
 
 class WeightMeter:
-    """Binance's REQUEST_WEIGHT budget: `limit` per calendar minute, counted per server."""
+    """Binance's REQUEST_WEIGHT budget: `limit` per calendar minute, counted per server (Binance
+    counts per IP), and its IP ban for a client that keeps hitting it.
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.time) -> None:
+    A minute in which a request was refused counts as a violation; `ban_after` violated minutes
+    in a row ban the client for `ban_seconds` (doubled for each ban after the first, up to three
+    days, as Binance's bans "scale in duration for repeat offenders"). While banned, every request
+    is answered 418 with the seconds left. Refused requests are not charged."""
+
+    MAX_BAN_SECONDS = 3 * 86_400
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.time, *, ban_after: int = 3,
+                 ban_seconds: int = 120) -> None:
         self.limit = limit
         self.clock = clock  # seconds; replaceable in tests
+        self.ban_after = ban_after
+        self.ban_seconds = ban_seconds
         self._lock = threading.Lock()
         self._minute = -1
         self._used = 0
+        self._violated: list[int] = []  # recent minutes with a refused request
+        self._bans = 0
+        self.banned_until = 0.0
+        self.refused = 0  # 429s answered
+        self.banned_replies = 0  # 418s answered
 
     def charge(self, weight: int) -> tuple[bool, int, int]:
         """Spend `weight` if the budget allows: (allowed, used this minute, seconds to wait)."""
@@ -140,10 +156,42 @@ class WeightMeter:
             if minute != self._minute:
                 self._minute, self._used = minute, 0
             if self._used + weight > self.limit:
+                self.refused += 1
+                if minute not in self._violated:
+                    self._violated = [m for m in self._violated if m >= minute - self.ban_after] + [minute]
+                    run = all(minute - k in self._violated for k in range(self.ban_after))
+                    if run:
+                        self._ban(now, self.ban_seconds * 2 ** self._bans)
                 retry_after = max(1, math.ceil(60 - now % 60))
                 return False, self._used, retry_after
             self._used += weight
             return True, self._used, 0
+
+    def refund(self, weight: int) -> int:
+        """Give back a charge (Binance does not charge a successful order request); returns the
+        weight used this minute."""
+        with self._lock:
+            if int(self.clock() // 60) == self._minute:
+                self._used = max(0, self._used - weight)
+            return self._used
+
+    def ban_left(self) -> int:
+        """Seconds of IP ban left (0: not banned); counts the 418 the caller is about to send."""
+        with self._lock:
+            left = self.banned_until - self.clock()
+            if left <= 0:
+                return 0
+            self.banned_replies += 1
+            return max(1, math.ceil(left))
+
+    def ban(self, seconds: float) -> None:
+        with self._lock:
+            self._ban(self.clock(), seconds)
+
+    def _ban(self, now: float, seconds: float) -> None:
+        self._bans += 1
+        self._violated = []
+        self.banned_until = now + min(seconds, self.MAX_BAN_SECONDS)
 
     def used(self) -> int:
         with self._lock:
@@ -156,3 +204,77 @@ class WeightMeter:
                     raise ValueError("limit must be positive")
                 self.limit = limit
             self._used = 0
+            self._violated = []
+            self._bans = 0
+            self.banned_until = 0.0
+
+
+class OrderMeter:
+    """Binance's ORDERS limits (unfilled order count) for one account: `per_10s` new orders per
+    10-second window and `per_day` per UTC day. An order that fills, even partly, no longer counts
+    (Binance decrements the count), in the windows it was counted in."""
+
+    def __init__(self, per_10s: int, per_day: int, clock: Callable[[], float] = time.time) -> None:
+        self.per_10s = per_10s
+        self.per_day = per_day
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window = self._day = -1
+        self._in_window = self._in_day = 0
+        self._counted: dict[int, tuple[int, int]] = {}  # order id -> (10 s window, day) it counted in
+        self.refused = 0
+
+    def take(self) -> tuple[bool, int, int, int]:
+        """Count one new order if both limits allow: (allowed, count in 10 s, count today, seconds to wait)."""
+        with self._lock:
+            now = self.clock()
+            self._roll(now)
+            if self._in_window >= self.per_10s or self._in_day >= self.per_day:
+                self.refused += 1
+                wait = 10 - now % 10 if self._in_window >= self.per_10s else 86_400 - now % 86_400
+                return False, self._in_window, self._in_day, max(1, math.ceil(wait))
+            self._in_window += 1
+            self._in_day += 1
+            return True, self._in_window, self._in_day, 0
+
+    def placed(self, order_id: int) -> None:
+        """The order counted by the last `take()` got this id."""
+        with self._lock:
+            self._counted[order_id] = (self._window, self._day)
+
+    def give_back(self) -> None:
+        """The order counted by the last `take()` was not accepted."""
+        with self._lock:
+            self._in_window = max(0, self._in_window - 1)
+            self._in_day = max(0, self._in_day - 1)
+
+    def filled(self, order_id: int) -> None:
+        """The order traded: it no longer counts against the limits."""
+        with self._lock:
+            counted = self._counted.pop(order_id, None)
+            if counted is None:
+                return
+            self._roll(self.clock())
+            window, day = counted
+            if window == self._window:
+                self._in_window = max(0, self._in_window - 1)
+            if day == self._day:
+                self._in_day = max(0, self._in_day - 1)
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            self._roll(self.clock())
+            return self._in_window, self._in_day
+
+    def reset(self) -> None:
+        with self._lock:
+            self._window = self._day = -1
+            self._in_window = self._in_day = 0
+            self._counted.clear()
+
+    def _roll(self, now: float) -> None:
+        window, day = int(now // 10), int(now // 86_400)
+        if window != self._window:
+            self._window, self._in_window = window, 0
+        if day != self._day:
+            self._day, self._in_day = day, 0

@@ -23,7 +23,7 @@ from .config import SimConfig
 from .control import ControlApi
 from .engine import Engine, now_ms
 from .errors import SimError
-from .faults import DropRule, FailRule, Faults, WeightMeter
+from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
 
 logger = logging.getLogger("trading.simulator")
 
@@ -81,9 +81,15 @@ class SimulatorServer:
         self.engine = Engine(self.config, clock=clock)
         self.faults = Faults()
         self.weights = WeightMeter(self.config.weight_limit)
+        self.orders = OrderMeter(self.config.order_limit_10s, self.config.order_limit_day)
+        self.engine.trade_listeners.append(lambda trade: self.orders.filled(trade.order_id))
         self.api = BinanceApi(self.engine, lambda: self.weights.limit)
-        self.control = ControlApi(self.engine, self.faults, self.weights)
+        self.control = ControlApi(self.engine, self.faults, self.weights, self.orders)
         self._stopping = threading.Event()
+        self._count_lock = threading.Lock()
+        self.ticking = threading.Event()  # with tick_seconds: cleared, the prices stand still
+        self.ticking.set()
+        self.request_counts: dict[str, int] = {}  # requests received, by path (refused ones too)
         self._httpd: _HttpServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -147,6 +153,8 @@ class SimulatorServer:
 
     def _auto_advance(self) -> None:
         while not self._stopping.wait(self.config.tick_seconds):
+            if not self.ticking.is_set():
+                continue
             try:
                 self.engine.step()
             except Exception:  # keep the timer alive whatever happens
@@ -181,6 +189,8 @@ class SimulatorServer:
     def handle_api(self, method: str, path: str, raw_query: str, raw_body: str,
                    headers: Mapping[str, str]) -> Reply:
         """Answer one `/api/...` request, applying the injected faults."""
+        with self._count_lock:
+            self.request_counts[path] = self.request_counts.get(path, 0) + 1
         latency = self.faults.latency_ms(method, path)
         if latency:
             self._stopping.wait(latency / 1000)
@@ -217,21 +227,51 @@ class SimulatorServer:
             return json_reply(404, {"code": errors.UNKNOWN, "msg": f"Unknown endpoint {method} {path}"})
         extra: dict[str, str] = {}
         try:
+            banned = self.weights.ban_left()
+            if banned:
+                extra["Retry-After"] = str(banned)
+                raise errors.ip_banned(int(self.weights.banned_until * 1000))
             params = parse_params(raw_query, raw_body)
-            allowed, used, retry_after = self.weights.charge(endpoint.weight_of(params))
+            weight = endpoint.weight_of(params)
+            allowed, used, retry_after = self.weights.charge(weight)
             extra["X-MBX-USED-WEIGHT-1M"] = str(used)
             if not allowed:
                 extra["Retry-After"] = str(retry_after)
                 raise errors.too_much_weight(self.weights.limit)
             if endpoint.signed:
                 self._verify(headers, raw_query, raw_body, params)
-            return json_reply(200, endpoint.handler(self.api, params), extra)
+            if (method, path) == NEW_ORDER:
+                return self._new_order(endpoint, params, weight, extra)
+            payload = endpoint.handler(self.api, params)
+            if (method, path) in FREE_WHEN_ACCEPTED:
+                extra["X-MBX-USED-WEIGHT-1M"] = str(self.weights.refund(weight))
+            return json_reply(200, payload, extra)
         except SimError as exc:
             return json_reply(exc.status, exc.payload(), extra)
         except Exception:
             logger.exception("simulator failed on %s %s", method, path)
             return json_reply(500, {"code": errors.UNKNOWN,
                                     "msg": "An unknown error occurred while processing the request."})
+
+    def _new_order(self, endpoint, params: Params, weight: int, extra: dict[str, str]) -> Reply:
+        """An order request under the account's ORDERS limits; free of weight when accepted."""
+        allowed, in_10s, in_day, wait = self.orders.take()
+        if not allowed:
+            extra["Retry-After"] = str(wait)
+            limit, interval = ((self.orders.per_10s, "10 SECOND") if in_10s >= self.orders.per_10s
+                               else (self.orders.per_day, "1 DAY"))
+            raise errors.too_many_orders(limit, interval)
+        try:
+            payload = endpoint.handler(self.api, params)
+        except SimError:
+            self.orders.give_back()
+            raise
+        self.orders.placed(int(payload["orderId"]))
+        in_10s, in_day = self.orders.counts()
+        extra["X-MBX-USED-WEIGHT-1M"] = str(self.weights.refund(weight))
+        extra["X-MBX-ORDER-COUNT-10S"] = str(in_10s)
+        extra["X-MBX-ORDER-COUNT-1D"] = str(in_day)
+        return json_reply(200, payload, extra)
 
     def _verify(self, headers: Mapping[str, str], raw_query: str, raw_body: str,
                 params: Params) -> None:
@@ -267,6 +307,11 @@ class SimulatorServer:
         if failure.code is not None:
             return json_reply(failure.status, {"code": failure.code, "msg": failure.msg})
         return Reply(failure.status, failure.msg.encode(), "text/plain")
+
+
+NEW_ORDER = ("POST", "/api/v3/order")
+# Binance charges no weight for an order request that succeeds (since 2026-04-02); failed ones pay.
+FREE_WHEN_ACCEPTED = {("DELETE", "/api/v3/order"), ("DELETE", "/api/v3/openOrders")}
 
 
 class _HttpServer(ThreadingHTTPServer):

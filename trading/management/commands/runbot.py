@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from quantmesh import malloc
+from trading.exchange import session
 from trading.models import ExchangeAccount, Symbol
 from trading.runner import Bot, BotOptions, InstanceConflict
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         malloc.limit_arenas()  # before any thread starts
+        session.claim_bot_share()
         instance_id = opts["instance_id"] or settings.QM_INSTANCE_ID
         symbols = self.select_symbols(opts["symbols"], opts["account"])
         simulator = None

@@ -1,0 +1,67 @@
+"""Twenty symbols on one `runbot` against the simulator at Binance's default limits (6,000 weight
+a minute, 100 orders per 10 s), prices moving, across a minute boundary: the account's session
+keeps every symbol under the limits, so the exchange answers no 429, no -1015 and no 418, and
+every filled buy still gets its sell. Without the shared budget one instance hits the weight limit
+from 12 idle symbols on (and starts 20 symbols with 130 orders in 10 s)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from decimal import Decimal
+
+import pytest
+
+from tests.procs import manage, wait_for
+from trading.models import ExchangeAccount, GridSlot, Order, Symbol
+from trading.simulator import MarketSpec, SimConfig, SimulatorServer
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+D = Decimal
+SYMBOLS = [f"C{i}/USDT" for i in range(20)]
+RUN_SECONDS = 75  # more than a calendar minute: the limit is counted per minute
+
+
+@pytest.fixture
+def market():
+    config = SimConfig(  # Binance's default limits: weight_limit, order_limit_10s, order_limit_day
+        markets=[MarketSpec(name, price=D("100"), tick=D("0.01"), step=D("0.001"), volatility=D("0.002"))
+                 for name in SYMBOLS],
+        balances={"USDT": D("1000000")}, seed=11, tick_seconds=1.0,
+    )
+    with SimulatorServer(config) as server:
+        yield server
+
+
+def unsold(symbols) -> list[tuple[int, int]]:
+    """Filled slots without a live sell. A slot's dust (a fee taken in the base asset leaves less
+    than one step to sell, worth far below the 5 USDT minimum) cannot be sold and is not counted."""
+    held = GridSlot.objects.filter(symbol__in=symbols).values_list("symbol_id", "level", "holding")
+    selling = set(Order.objects.filter(symbol__in=symbols, side="sell", status__in=["open", "partially_filled"])
+                  .values_list("symbol_id", "level"))
+    return [(symbol_id, level) for symbol_id, level, holding in held
+            if D(holding) * 90 >= 5 and (symbol_id, level) not in selling]
+
+
+def test_twenty_symbols_stay_within_binances_limits(market, tmp_path):
+    account = ExchangeAccount.objects.create(name="limits", exchange_id="binance", paper=True, base_url=market.base_url)
+    symbols = [Symbol.objects.create(account=account, symbol=name, price_interval=D("0.5"), order_quantity=D("10"),
+                                     min_order_value=D("5"), buy_window_size=5, sell_window_size=50,
+                                     position_safety_check=0) for name in SYMBOLS]
+    log = tmp_path / "runbot.log"
+    proc = manage("runbot", "--account", "limits", "--status-interval", "15", log_path=log, QM_INSTANCE_ID="limits-bot")
+    started = time.monotonic()
+    try:
+        wait_for(lambda: time.monotonic() - started > RUN_SECONDS, timeout=RUN_SECONDS + 5, what="the run's length",
+                 proc=proc, log_path=log)
+        market.ticking.clear()  # prices stand still: every fill so far must get its sell
+        wait_for(lambda: not unsold(symbols), timeout=60, what="a sell for every filled buy", proc=proc, log_path=log)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    state = market.control.state({})
+    assert (state["refused429"], state["refusedOrders"], state["banned418"]) == (0, 0, 0), state
+    filled_buys = Order.objects.filter(symbol__in=symbols, side="buy", status="filled").count()
+    assert filled_buys > 0, "the prices moved too little to test anything"
+    assert Order.objects.filter(symbol__in=symbols, side="buy").exclude(status="not_placed").count() >= 100
+    assert "a tick every" in log.read_text()

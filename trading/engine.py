@@ -52,6 +52,9 @@ STALE_BUY_MARGIN = 2  # levels below the buy window before a live buy is cancell
 
 # A full trade sync runs at least this often, even when the open orders show nothing new.
 FULL_TRADE_SYNC_SECONDS = 30.0
+# While the streams deliver, open orders and trades are still checked by REST this often (and by
+# the reconcile pass every reconcile_interval).
+STREAM_SAFETY_SECONDS = 120.0
 
 
 def trades_possible(live: list[Order], remote_open: list) -> bool:
@@ -149,6 +152,9 @@ class SymbolEngine:
         self.next_full_trade_sync = 0.0
         self.last_price: Decimal | None = None
         self.ledger = LedgerSync(symbol, gateway, writer)
+        self.feed = None  # the symbol's stream feed (trading.exchange.streams.SymbolFeed), when streaming
+        self.feed_generation = 0
+        self.next_safety_check = 0.0
 
     # --- start ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -201,10 +207,14 @@ class SymbolEngine:
             return result
         try:
             self._refresh_lattice()
-            live = self.sync_fills_and_orders(result)
-            # The price is read after the fills, so the sells of what just filled are placed against
-            # a price at least as recent as those fills.
-            price = self.gateway.fetch_ticker(self.symbol.symbol).last
+            if self.feed is not None and self.feed.healthy():
+                live = self.sync_from_stream(result)
+                price = self.feed.price
+            else:
+                live = self.sync_fills_and_orders(result)
+                # The price is read after the fills, so the sells of what just filled are placed
+                # against a price at least as recent as those fills.
+                price = self.gateway.fetch_ticker(self.symbol.symbol).last
             result.price = self.last_price = price
             self._auto_resume()
             if self.symbol.status != Symbol.Status.RUNNING:
@@ -255,7 +265,7 @@ class SymbolEngine:
         now = self.monotonic()
         if now >= self.next_full_trade_sync or trades_possible(live, remote_open):
             self.next_full_trade_sync = now + FULL_TRADE_SYNC_SECONDS
-            result.fills = self.sync_trades()
+            result.fills += self.sync_trades()
             if result.fills:
                 live = self.ledger.live_orders()
         return self.ledger.sync_orders(remote_open, live=live)
@@ -265,15 +275,40 @@ class SymbolEngine:
         applied = 0
         while True:
             trades = self.gateway.fetch_my_trades(self.symbol.symbol, since_ms=self.last_trade_ms, limit=1000)
-            for change in self.ledger.apply_trades(trades):
-                applied += 1
-                if change.order is not None and change.order.status == OrderStatus.FILLED:
-                    self.post_only_rejects.pop((change.order.level, change.order.side), None)
-            if trades:
-                newest = max(t.timestamp_ms for t in trades)
-                self.last_trade_ms = max(self.last_trade_ms or 0, newest)
+            applied += self.apply_trades(trades)
             if len(trades) < 1000:
                 return applied
+
+    def apply_trades(self, trades: list) -> int:
+        """Apply trades (from REST or a stream; each at most once); returns how many were new."""
+        applied = 0
+        for change in self.ledger.apply_trades(trades):
+            applied += 1
+            if change.order is not None and change.order.status == OrderStatus.FILLED:
+                self.post_only_rejects.pop((change.order.level, change.order.side), None)
+        if trades:
+            newest = max(t.timestamp_ms for t in trades)
+            self.last_trade_ms = max(self.last_trade_ms or 0, newest)
+        return applied
+
+    def sync_from_stream(self, result: TickResult) -> list[Order]:
+        """Apply the fills the user-data stream delivered; return the live orders. Open orders and
+        trades are checked by REST after every (re)connect of the streams, when an order ended at
+        the exchange, and every `STREAM_SAFETY_SECONDS` (staggered by symbol), so an event lost
+        while a stream was down, or swallowed, is found there."""
+        feed = self.feed
+        trades = [self.gateway.parse_trade(raw, self.symbol.symbol) for raw in feed.drain_trades()]
+        if trades:
+            result.fills += self.apply_trades(trades)
+        now = self.monotonic()
+        if feed.generation != self.feed_generation or feed.take_order_ended() or now >= self.next_safety_check:
+            if feed.generation != self.feed_generation:
+                log.info("%s: streams (re)connected: resyncing orders and trades by REST", self.symbol.symbol)
+            self.feed_generation = feed.generation
+            self.next_safety_check = now + STREAM_SAFETY_SECONDS + self.symbol.pk % 30  # staggered
+            self.next_full_trade_sync = 0.0
+            return self.sync_fills_and_orders(result)
+        return self.ledger.live_orders()
 
     def resolve(self, order: Order) -> None:
         """A live ledger order that is not open at the exchange: ask the exchange by client id."""

@@ -32,6 +32,10 @@ EXCHANGE_GATE_CLOSED = get_or_create(
 EXCHANGE_WEIGHT_USED = get_or_create(
     Gauge, "quantmesh_exchange_weight_used", "Request weight used this minute, as the account's budget counts it.", ("account",)
 )
+STREAMS_UP = get_or_create(
+    Gauge, "quantmesh_streams_up", "1 while the account's WebSocket streams deliver for every symbol, 0 while REST polls.",
+    ("account",),
+)
 LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 # The same lag over all symbols of the process, as a distribution: its p99 is the figure to watch
 # (a tick starts late when the previous one overran the tick interval or the process is saturated).

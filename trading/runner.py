@@ -56,6 +56,7 @@ class BotOptions:
     lease_ttl_ms: int = 10_000
     error_backoff: float = 5.0
     reconcile: bool = True  # each symbol's own reconcile pass every reconcile_interval
+    streams: bool = True  # prices and fills from the exchange's WebSocket streams where it has them
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Bot:
         self.instance: BotInstance | None = None
         self.leases = LeaseKeeper(locks, options.instance_id, ttl_ms=options.lease_ttl_ms) if self.multi else None
         self._control: threading.Thread | None = None
+        self._sessions: list = []  # sessions whose streams this bot started
 
     @property
     def multi(self) -> bool:
@@ -98,11 +100,31 @@ class Bot:
         self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
         metrics.install()
         recorder.install(self.options.instance_id)
+        if self.options.streams:
+            self._start_streams()
         if not self.multi:
             for symbol in self.symbols:
                 self._start_symbol(symbol, services.Writer(self.options.instance_id, symbol.fence_token))
         self._control = threading.Thread(target=self._control_loop, name="qm-control", daemon=True)
         self._control.start()
+
+    def _start_streams(self) -> None:
+        by_account: dict[int, list[Symbol]] = {}
+        for symbol in self.symbols:
+            by_account.setdefault(symbol.account_id, []).append(symbol)
+        for symbols in by_account.values():
+            session = session_for(symbols[0].account, paper_url=self.options.paper_url)
+            try:
+                streams = session.start_streams([s.symbol for s in symbols])
+            except Exception as exc:  # no streams is a slower bot, never a stopped one
+                log.error("%s: streams cannot start (%s): REST only", symbols[0].account.name, exc)
+                continue
+            if streams is not None:
+                self._sessions.append(session)
+                self.out(f"account {symbols[0].account.name}: prices and fills from the exchange's streams "
+                         f"({len(symbols)} symbol(s)), REST checks them")
+            else:
+                self.out(f"account {symbols[0].account.name}: no streams here; polling by REST")
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -115,6 +137,8 @@ class Bot:
                 run.thread.join()
         if self._control is not None:
             self._control.join()
+        for session in self._sessions:
+            session.stop_streams()
         if self.instance is not None:
             BotInstance.objects.filter(pk=self.instance.pk).update(stopped_at=timezone.now(), last_heartbeat=timezone.now())
         connection.close()
@@ -148,6 +172,9 @@ class Bot:
             held = budget.status()
             if held:
                 self.out(f"account {budget.name}: {held}")
+        for session in self._sessions:
+            if session.streams is not None and session.streams.status():
+                self.out(f"account {session.account.name}: {session.streams.status()}")
         for run in list(self.runs.values()):
             if run.engine is not None:
                 try:
@@ -193,6 +220,8 @@ class Bot:
                     run.stopped_reason = "lease no longer valid"
                     log.error("%s: lease no longer valid; not trading", name)
                     return
+                if engine.feed is not None:
+                    engine.feed.wake.clear()  # an event from here on wakes the next wait
                 try:
                     close_old_connections()
                     result = engine.tick()
@@ -212,7 +241,7 @@ class Bot:
                     continue
                 self._reconcile_if_due(run, engine)
                 next_due = started + self._tick_interval(engine)
-                run.stop.wait(max(0.0, next_due - time.monotonic()))
+                self._wait(run, engine, next_due)
             if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():
                 canceled = engine.cancel_all()
                 self.out(f"{name}: canceled {canceled} open order(s) on exit")
@@ -220,11 +249,23 @@ class Bot:
             run.ready.set()
             connection.close()
 
+    def _wait(self, run: SymbolRun, engine: SymbolEngine, until: float) -> None:
+        """Until the next tick is due, the bot stops, or (streaming) a fill or order event arrives."""
+        feed = engine.feed
+        if feed is None:
+            run.stop.wait(max(0.0, until - time.monotonic()))
+            return
+        while not run.stop.is_set() and not self.stop_event.is_set():
+            left = until - time.monotonic()
+            if left <= 0 or feed.wake.wait(min(left, 0.1)):
+                return
+
     def _tick_interval(self, engine: SymbolEngine) -> float:
-        """The tick interval, stretched so that all the account's symbols poll within its request
-        budget (every instance is given the account's symbols, so they count them all)."""
+        """The tick interval; while polling by REST, stretched so that all the account's symbols
+        poll within its request budget (every instance is given the account's symbols, so they
+        count them all)."""
         budget = engine.gateway.budget
-        if budget is None:
+        if budget is None or (engine.feed is not None and engine.feed.healthy()):
             return self.options.tick_interval
         symbols = sum(1 for s in self.symbols if s.account_id == engine.symbol.account_id)
         return budget.tick_interval(symbols, self.options.tick_interval)
@@ -250,6 +291,9 @@ class Bot:
                 gateway = session_for(run.symbol.account, paper_url=self.options.paper_url).gateway()
                 engine = SymbolEngine(run.symbol, gateway, self.locks, writer=run.writer, guard=run.guard)
                 engine.prepare()
+                streams = session_for(run.symbol.account, paper_url=self.options.paper_url).streams
+                if streams is not None:
+                    engine.feed = streams.feeds.get(run.symbol.symbol)
                 run.engine = engine
                 if self.options.reconcile:
                     run.reconciler = LoopReconciler(run.symbol, gateway, self.locks, instance_id=self.options.instance_id,

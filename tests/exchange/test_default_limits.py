@@ -1,8 +1,9 @@
-"""Twenty symbols on one `runbot` against the simulator at Binance's default limits (6,000 weight
-a minute, 100 orders per 10 s), prices moving, across a minute boundary: the account's session
-keeps every symbol under the limits, so the exchange answers no 429, no -1015 and no 418, and
-every filled buy still gets its sell. Without the shared budget one instance hits the weight limit
-from 12 idle symbols on (and starts 20 symbols with 130 orders in 10 s)."""
+"""Many symbols on one `runbot` against the simulator at Binance's default limits (6,000 weight a
+minute, 100 orders per 10 s), prices moving, across minute boundaries: 50 symbols on the streams
+for two and a half minutes, and 20 polling by REST (a simulator without streams) for 75 s. The
+account's session keeps every symbol under the limits, so the exchange answers no 429, no -1015
+and no 418, and every filled buy still gets its sell. Without the shared budget one instance hit
+the weight limit from 12 idle symbols on, and started 20 symbols with 130 orders in 10 s."""
 from __future__ import annotations
 
 import os
@@ -18,19 +19,21 @@ from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 D = Decimal
-SYMBOLS = [f"C{i}/USDT" for i in range(20)]
-RUN_SECONDS = 75  # more than a calendar minute: the limit is counted per minute
+CASES = {"streams": (50, 150), "polling": (20, 75)}  # symbols, seconds (over a minute: limits count per minute)
 
 
-@pytest.fixture
-def market():
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    streams = request.param == "streams"
+    count, seconds = CASES[request.param]
+    names = [f"C{i}/USDT" for i in range(count)]
     config = SimConfig(  # Binance's default limits: weight_limit, order_limit_10s, order_limit_day
         markets=[MarketSpec(name, price=D("100"), tick=D("0.01"), step=D("0.001"), volatility=D("0.002"))
-                 for name in SYMBOLS],
+                 for name in names],
         balances={"USDT": D("1000000")}, seed=11, tick_seconds=1.0,
     )
-    with SimulatorServer(config) as server:
-        yield server
+    with SimulatorServer(config, streams=streams) as server:
+        yield server, names, seconds, streams
 
 
 def unsold(symbols) -> list[tuple[int, int]]:
@@ -43,16 +46,17 @@ def unsold(symbols) -> list[tuple[int, int]]:
             if D(holding) * 90 >= 5 and (symbol_id, level) not in selling]
 
 
-def test_twenty_symbols_stay_within_binances_limits(market, tmp_path):
+def test_many_symbols_stay_within_binances_limits(case, tmp_path):
+    market, names, run_seconds, streams = case
     account = ExchangeAccount.objects.create(name="limits", exchange_id="binance", paper=True, base_url=market.base_url)
     symbols = [Symbol.objects.create(account=account, symbol=name, price_interval=D("0.5"), order_quantity=D("10"),
                                      min_order_value=D("5"), buy_window_size=5, sell_window_size=50,
-                                     position_safety_check=0) for name in SYMBOLS]
+                                     position_safety_check=0) for name in names]
     log = tmp_path / "runbot.log"
     proc = manage("runbot", "--account", "limits", "--status-interval", "15", log_path=log, QM_INSTANCE_ID="limits-bot")
     started = time.monotonic()
     try:
-        wait_for(lambda: time.monotonic() - started > RUN_SECONDS, timeout=RUN_SECONDS + 5, what="the run's length",
+        wait_for(lambda: time.monotonic() - started > run_seconds, timeout=run_seconds + 5, what="the run's length",
                  proc=proc, log_path=log)
         market.ticking.clear()  # prices stand still: every fill so far must get its sell
         wait_for(lambda: not unsold(symbols), timeout=60, what="a sell for every filled buy", proc=proc, log_path=log)
@@ -64,4 +68,5 @@ def test_twenty_symbols_stay_within_binances_limits(market, tmp_path):
     filled_buys = Order.objects.filter(symbol__in=symbols, side="buy", status="filled").count()
     assert filled_buys > 0, "the prices moved too little to test anything"
     assert Order.objects.filter(symbol__in=symbols, side="buy").exclude(status="not_placed").count() >= 100
-    assert "a tick every" in log.read_text()
+    text = log.read_text()
+    assert ("from the exchange's streams" in text) == streams and "a tick every" in text

@@ -64,14 +64,20 @@ def build_exchange(
     base_url: str | None = None,
     timeout_ms: int = 5000,
     recv_window_ms: int = RECV_WINDOW_MS,
+    pro: bool = False,
+    ws_url: str | None = None,
 ) -> ccxt.Exchange:
-    """A ccxt exchange instance. With `base_url` (the simulator, or any Binance-compatible
-    server) only Binance's spot sections are kept and pointed there, so no request can leave for
-    a real host by accident."""
+    """A ccxt exchange instance (`pro`: the ccxt.pro one, with WebSocket streams). With
+    `base_url` (the simulator, or any Binance-compatible server) only Binance's spot sections are
+    kept and pointed there, with the streams at `ws_url`, so nothing can leave for a real host
+    by accident."""
+    module = ccxt
+    if pro:
+        from ccxt import pro as module
     try:
-        klass = getattr(ccxt, exchange_id)
+        klass = getattr(module, exchange_id)
     except AttributeError:
-        raise errors.Rejected(f"{exchange_id!r} is not a ccxt exchange id") from None
+        raise errors.Rejected(f"{exchange_id!r} is not a ccxt{'.pro' if pro else ''} exchange id") from None
     exchange = klass(
         {
             "apiKey": api_key,
@@ -85,6 +91,7 @@ def build_exchange(
                 "fetchMarkets": {"types": ["spot"]},
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
                 "recvWindow": recv_window_ms,
+                "watchTickers": {"name": "ticker"},  # with bid and ask (miniTicker has neither)
             },
         }
     )
@@ -92,6 +99,8 @@ def build_exchange(
     if base_url:
         base = base_url.rstrip("/")
         exchange.urls["api"] = {"public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1"}
+        if ws_url:
+            exchange.urls["api"]["ws"] = {"spot": f"{ws_url}/ws", "ws-api": {"spot": f"{ws_url}/ws-api/v3"}}
         spot = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
         if spot:
             # ccxt picks Binance's spot error table by URL prefix; a local URL would lose it.
@@ -320,6 +329,10 @@ class ExchangeGateway:
             post_only=bool(raw.get("postOnly")),
             timestamp_ms=raw.get("timestamp"),
         )
+
+    def parse_trade(self, raw: dict, symbol: str) -> Trade:
+        """A ccxt trade (from REST or a stream) as the gateway's Trade."""
+        return self._trade(raw, symbol)
 
     def _trade(self, raw: dict, symbol: str) -> Trade:
         if raw.get("id") in (None, "") or raw.get("order") in (None, ""):

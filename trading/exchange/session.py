@@ -300,6 +300,35 @@ class ExchangeSession:
         self.budget = budget or RequestBudget(account.name, LocalState())
         self.markets = MarketsCache()
         self._local = threading.local()
+        self.streams = None
+        self._streams_lock = threading.Lock()
+
+    def start_streams(self, symbols: list[str]):
+        """The account's streams for `symbols` (started once), or None where the exchange or the
+        simulator has none: then everything goes by REST through the same budget."""
+        with self._streams_lock:
+            if self.streams is not None:
+                return self.streams
+            from trading.exchange.accounts import exchange_for, stream_url
+            from trading.exchange.streams import AccountStreams
+
+            url = stream_url(self.account, self.paper_url)
+            if url is None:
+                return None
+            account, paper_url = self.account, self.paper_url
+
+            def make_exchange():
+                return exchange_for(account, paper_url=paper_url, pro=True, ws_url=url or None)
+
+            self.streams = AccountStreams(account.name, make_exchange, symbols).start()
+            log.info("%s: streams started for %d symbol(s)", account.name, len(symbols))
+            return self.streams
+
+    def stop_streams(self) -> None:
+        with self._streams_lock:
+            if self.streams is not None:
+                self.streams.stop()
+                self.streams = None
 
     def gateway(self) -> ExchangeGateway:
         """This thread's gateway of the account. Builds no request: markets are loaded on first
@@ -355,4 +384,6 @@ def claim_bot_share() -> None:
 def forget_sessions() -> None:
     """Drop every session of this process (tests, and after a fork)."""
     with _sessions_lock:
+        for session in _sessions.values():
+            session.stop_streams()
         _sessions.clear()

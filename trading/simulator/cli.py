@@ -101,7 +101,7 @@ def start_server(options: dict[str, Any]) -> SimulatorServer:
     """Build and start a simulator from parsed options; raises OptionError."""
     config, host, port = build(options)
     try:
-        server = SimulatorServer(config, host, port)
+        server = SimulatorServer(config, host, port, streams=True)
     except ValueError as exc:  # the klines file is read when the engine starts
         raise OptionError("--klines", str(exc)) from None
     try:
@@ -138,6 +138,8 @@ def banner(server: SimulatorServer) -> list[str]:
         f"api key: {server.api_key}",
         f"api secret: {server.api_secret}",
         f"control: {server.base_url}/sim/ledger, /sim/balances, /sim/price, /sim/step ...",
+        *([f"streams: {server.streams.url}/ws (market), {server.streams.url}/ws-api/v3 (user data)"]
+          if server.streams is not None else []),
         "stop with Ctrl-C or SIGTERM",
     ]
 

@@ -147,6 +147,7 @@ class WeightMeter:
         self.banned_until = 0.0
         self.refused = 0  # 429s answered
         self.banned_replies = 0  # 418s answered
+        self.total = 0  # weight charged since the start (refunds deducted)
 
     def charge(self, weight: int) -> tuple[bool, int, int]:
         """Spend `weight` if the budget allows: (allowed, used this minute, seconds to wait)."""
@@ -165,6 +166,7 @@ class WeightMeter:
                 retry_after = max(1, math.ceil(60 - now % 60))
                 return False, self._used, retry_after
             self._used += weight
+            self.total += weight
             return True, self._used, 0
 
     def refund(self, weight: int) -> int:
@@ -173,6 +175,7 @@ class WeightMeter:
         with self._lock:
             if int(self.clock() // 60) == self._minute:
                 self._used = max(0, self._used - weight)
+            self.total -= weight
             return self._used
 
     def ban_left(self) -> int:

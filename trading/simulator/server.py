@@ -73,8 +73,10 @@ class SimulatorServer:
     """
 
     def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, clock: Callable[[], int] = now_ms) -> None:
+                 *, clock: Callable[[], int] = now_ms, streams: bool = False) -> None:
         self.config = config or SimConfig()
+        self.with_streams = streams  # also serve Binance's WebSocket streams (trading.simulator.streams)
+        self.streams = None
         self.host = host
         self._requested_port = port
         self._clock = clock
@@ -124,6 +126,10 @@ class SimulatorServer:
         self._spawn("simulator-http", lambda: httpd.serve_forever(poll_interval=SHUTDOWN_POLL_S))
         if self.config.tick_seconds:
             self._spawn("simulator-ticker", self._auto_advance)
+        if self.with_streams:
+            from .streams import StreamServer
+
+            self.streams = StreamServer(self, self.host).start()
         logger.info("simulator listening on %s", self.base_url)
         return self
 
@@ -132,6 +138,9 @@ class SimulatorServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        if self.streams is not None:
+            self.streams.stop()
+            self.streams = None
         self._stopping.set()
         httpd.shutdown()
         httpd.server_close()
@@ -217,8 +226,22 @@ class SimulatorServer:
                 return json_reply(400, {"error": f"body is not JSON: {exc}"})
             if not isinstance(body, dict):
                 return json_reply(400, {"error": "body must be a JSON object"})
+        if path.rstrip("/") == "/sim/streams" or path.startswith("/sim/streams/"):
+            return self._stream_control(method, path, body)
         status, payload = self.control.handle(method, path, body)
         return json_reply(status, payload)
+
+    def _stream_control(self, method: str, path: str, body: dict) -> Reply:
+        """GET /sim/streams: the WebSocket URL and counts (404 when not serving streams);
+        POST /sim/streams/drop | stall {"on"} | terminate | swallow {"count"}."""
+        if self.streams is None:
+            return json_reply(404, {"error": "this simulator serves no streams"})
+        if method == "GET":
+            return json_reply(200, self.streams.state())
+        try:
+            return json_reply(200, self.streams.control(path.rstrip("/").rsplit("/", 1)[-1], body))
+        except ValueError as exc:
+            return json_reply(400, {"error": str(exc)})
 
     def _execute_api(self, method: str, path: str, raw_query: str, raw_body: str,
                      headers: Mapping[str, str]) -> Reply:

@@ -49,6 +49,8 @@ class Command(BaseCommand):
         parser.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between ticks (default 1)")
         parser.add_argument("--status-interval", type=positive_float, default=10.0, help="seconds between status lines")
         parser.add_argument("--cancel-on-exit", action="store_true", help="cancel this instance's open orders on exit")
+        parser.add_argument("--no-streams", action="store_true",
+                            help="poll prices and fills by REST even where the exchange has streams")
         parser.add_argument("--no-reconcile", action="store_true",
                             help="no reconcile pass of the bot's own; leave it to cron or Celery beat")
 
@@ -75,6 +77,7 @@ class Command(BaseCommand):
                 instance_id=instance_id, tick_interval=opts["tick_interval"], status_interval=opts["status_interval"],
                 cancel_on_exit=opts["cancel_on_exit"], paper_url=paper_url, lock_backend=settings.QM_LOCK_BACKEND,
                 lease_ttl_ms=settings.QM_LEASE_TTL_MS, reconcile=not opts["no_reconcile"],
+                streams=not opts["no_streams"],
             ),
             out=lambda line: (self.stdout.write(line), self.stdout.flush()),
         )
@@ -138,7 +141,7 @@ def start_embedded_simulator(symbols: list[Symbol]):
     except ValueError as exc:
         raise CommandError(f"the built-in simulator cannot serve this symbol: {exc}") from None
     config = SimConfig(markets=specs, tick_seconds=1.0)
-    server = SimulatorServer(config, host="127.0.0.1", port=0)
+    server = SimulatorServer(config, host="127.0.0.1", port=0, streams=True)
     server.start()
     return server
 

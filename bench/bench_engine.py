@@ -30,7 +30,8 @@ def simulator(n: int, tick_seconds: float | None):
     from trading.simulator import SimConfig, SimulatorServer, market_for
 
     config = SimConfig(markets=[market_for(f"C{i}/USDT", price="100") for i in range(n)],
-                       balances={"USDT": Decimal("100000000")}, weight_limit=10**9, tick_seconds=tick_seconds)
+                       balances={"USDT": Decimal("100000000")}, weight_limit=10**9,
+                       tick_seconds=tick_seconds)  # limit off: CPU per tick, rounds back to back
     return SimulatorServer(config)
 
 

@@ -14,6 +14,7 @@ from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 
 def run(n: int = 300) -> dict:
+    # Limit off: this measures CPU per request, thousands in a row.
     config = SimConfig(
         markets=[MarketSpec("BTC/USDT", price=Decimal("60000"), tick=Decimal("0.01"), step=Decimal("0.00001"))],
         balances={"USDT": Decimal("100000000"), "BTC": Decimal("1000")}, weight_limit=10**9,

@@ -24,7 +24,7 @@ def one(size: int) -> dict:
     from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
     config = SimConfig(markets=[MarketSpec("BTC/USDT", price=Decimal("60000"), tick=Decimal("0.01"), step=Decimal("0.00001"))],
-                       balances={"USDT": Decimal("100000000000")}, weight_limit=10**9)
+                       balances={"USDT": Decimal("100000000000")}, weight_limit=10**9)  # limit off: 10,000 orders in one pass
     with SimulatorServer(config) as sim:
         account = ExchangeAccount.objects.create(name=f"rec-{size}-{uuid.uuid4().hex[:6]}", exchange_id="binance", paper=True,
                                                  base_url=sim.base_url)

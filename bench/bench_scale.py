@@ -115,7 +115,7 @@ def simulator(names: list[str], step_seconds: float | None, price: str = "100") 
     """`manage.py simexchange` serving `names`, all starting at `price`; (process, base URL)."""
     port = free_port()
     args = ["simexchange", "--port", str(port), "--symbols", ",".join(names), "--price", ",".join([price] * len(names)),
-            "--balances", "USDT=1000000000", "--weight-limit", "1000000000"]
+            "--balances", "USDT=1000000000", "--weight-limit", "1000000000"]  # limit off: CPU and memory, not the budget (bench_limits)
     if step_seconds:
         args += ["--tick-seconds", str(step_seconds)]
     sim = Proc(*args)

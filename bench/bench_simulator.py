@@ -119,7 +119,7 @@ def main() -> None:
                      "orders": args.orders}
     results.update(bench_engine(args.orders * 10))
     with SimulatorServer(config()) as sim:
-        sim.weights.reset(limit=10**9)
+        sim.weights.reset(limit=10**9)  # limit off: the simulator's own throughput
         results.update(bench_raw_http(sim, args.orders))
         results.update(bench_ccxt(sim, args.orders))
     results["ccxt_overhead_ratio"] = round(

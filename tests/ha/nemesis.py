@@ -69,7 +69,7 @@ SUMMARY: list[str] = []  # one row per run in this session, printed at the end o
 
 def setup_market(seed: int):
     config = SimConfig(markets=[market_for(m, price=p) for m, p in MARKETS.items()], seed=seed,
-                       balances={"USDT": D("1000000")}, weight_limit=10**9)
+                       balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
     sim = SimulatorServer(config).start()
     account = ExchangeAccount.objects.create(name=f"paper-{seed}", exchange_id="binance", paper=True, base_url=sim.base_url)
     for market, price in MARKETS.items():

@@ -33,7 +33,7 @@ def test_assignment_is_even_deterministic_and_stable():
 @pytest.fixture
 def six_markets():
     config = SimConfig(markets=[market_for(m, price=PRICES[m]) for m in MARKETS],
-                       balances={"USDT": D("1000000")}, weight_limit=10**9)
+                       balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
     with SimulatorServer(config) as sim:
         yield sim
 

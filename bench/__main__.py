@@ -23,6 +23,8 @@ RUNS = [
     ("simulator", [sys.executable, "bench/bench_simulator.py"]),
     ("engine", [sys.executable, "-m", "bench.bench_engine", "--rounds", "100"]),
     ("reconcile", [sys.executable, "-m", "bench.bench_reconcile", "--sizes", "100,1000,10000"]),
+    # Binance's default limits, polling against streams: 2 x (15 s start + 60 s idle + 60 s trading).
+    ("limits", [sys.executable, "-m", "bench.bench_limits", "--symbols", "10", "--seconds", "60"]),
     # 50 symbols for one simulated hour at 10x (6 min), the same hour with jemalloc (6 min), a stress
     # minute, memory per symbol, 3 x 60 + failover.
     ("scale", [sys.executable, "-m", "bench.bench_scale", "--soak-seconds", "360", "--stress-seconds", "60"]),
@@ -71,6 +73,15 @@ def markdown(results: dict) -> str:
     rerun = f" ({', '.join(results['rerun'])} rerun then; the rest from the run before)" if results.get("rerun") else ""
     lines = [f"Measured {results['when']}{rerun} on {results['machine']['platform']}, {results['machine']['cpus']} CPUs, "
              f"Python {results['machine']['python']}. Medians with p99; ratios from the same run.", ""]
+    if "limits" in r:
+        lines += ["| Binance's default limits | weight/symbol-min idle | trading | fill to sell p50 ms | p99 | 429 / -1015 / 418 |",
+                  "|---|---|---|---|---|---|"]
+        for mode in ("polling", "streams"):
+            row = r["limits"][mode]
+            lines.append(f"| {mode} | {row['idle']['weight_per_symbol_minute']} | {row['trading']['weight_per_symbol_minute']} | "
+                         f"{row['fill_to_sell_ms']['p50']} | {row['fill_to_sell_ms']['p99']} | "
+                         f"{row['refused_429']} / {row['refused_1015']} / {row['banned_418']} |")
+        lines.append("")
     if "locks" in r:
         lines += ["| lock (acquire + release) | p50 µs | p99 µs | round trips |", "|---|---|---|---|"]
         for name, row in r["locks"]["results"].items():

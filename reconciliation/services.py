@@ -143,7 +143,7 @@ class Reconciler:
             sync.sync_orders(remote_open, changes=changes)
             outcome.findings += [_finding(c) for c in changes]
             unapplied = [c.remote for c in trade_changes if self.dry_run]
-            outcome.findings += self._check_balance(unapplied)
+            outcome.findings += self._check_balance(unapplied, sync)
         except Exception as exc:
             outcome.status = ReconcileRun.Status.FAILED
             outcome.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -209,27 +209,30 @@ class Reconciler:
                 return trades
             since_ms = max(t.timestamp_ms for t in batch)
 
-    def _check_balance(self, unapplied: list[Trade]) -> list[Finding]:
+    def _check_balance(self, unapplied: list[Trade], sync: LedgerSync | None = None) -> list[Finding]:
         """Base holdings implied by the ledger (plus, in a dry run, the trades it would apply) vs
-        the exchange's balance."""
+        the exchange's balance. A drift worth a grid order is looked at twice: a fill that landed
+        between the trades request and the balance request shows as drift until its trade is
+        applied, so the trades are applied once more and the balance read again before pausing."""
         base = self.symbol.symbol.split("/")[0]
-        balances = self.gateway.fetch_balances()
-        exchange_total = balances[base].total if base in balances else Decimal(0)
-        ledger_holding = sum((h for h in GridSlot.objects.filter(symbol=self.symbol).values_list("holding", flat=True)), Decimal(0))
-        for trade in unapplied:
-            received = trade.amount - (trade.fee if trade.fee_currency == base else 0)
-            ledger_holding += received if trade.side == "buy" else -trade.amount
+        ledger_holding, exchange_total = self._holdings(base, unapplied)
         if self.symbol.base_offset is None:
             # First pass: whatever the account held beyond the grid's slots is not the grid's.
             if not self.dry_run:
                 Symbol.objects.filter(pk=self.symbol.pk, base_offset__isnull=True).update(base_offset=exchange_total - ledger_holding)
             return []
-        expected = ledger_holding + self.symbol.base_offset
-        drift = exchange_total - expected
         step = self.symbol.step_size or Decimal(0)
+        drift = exchange_total - ledger_holding - self.symbol.base_offset
         if abs(drift) <= step:
             return []
         price = self.gateway.fetch_ticker(self.symbol.symbol).last
+        if abs(drift) * price >= self.symbol.order_quantity and sync is not None and not self.dry_run:
+            sync.apply_trades(self._recent_trades())
+            ledger_holding, exchange_total = self._holdings(base, unapplied)
+            drift = exchange_total - ledger_holding - self.symbol.base_offset
+            if abs(drift) <= step:
+                return []
+        expected = ledger_holding + self.symbol.base_offset
         view = {"ledger_holding": str(ledger_holding), "offset": str(self.symbol.base_offset), "expected": str(expected)}
         exchange_view = {"balance": str(exchange_total), "drift": str(drift), "drift_value": str(drift * price)}
         if abs(drift) * price >= self.symbol.order_quantity:
@@ -241,6 +244,16 @@ class Reconciler:
             action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.REPORTED
             note = "drift below one grid order"
         return [Finding(Discrepancy.Kind.BALANCE_DRIFT, action, ledger_view=view, exchange_view=exchange_view, note=note)]
+
+    def _holdings(self, base: str, unapplied: list[Trade]) -> tuple[Decimal, Decimal]:
+        """(the base the ledger's slots hold, plus unapplied trades; the exchange's base balance)."""
+        balances = self.gateway.fetch_balances()
+        exchange_total = balances[base].total if base in balances else Decimal(0)
+        ledger_holding = sum((h for h in GridSlot.objects.filter(symbol=self.symbol).values_list("holding", flat=True)), Decimal(0))
+        for trade in unapplied:
+            received = trade.amount - (trade.fee if trade.fee_currency == base else 0)
+            ledger_holding += received if trade.side == "buy" else -trade.amount
+        return ledger_holding, exchange_total
 
     # --- recording -----------------------------------------------------------------------------
     @transaction.atomic

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -90,6 +91,7 @@ class Bot:
         self.leases = LeaseKeeper(locks, options.instance_id, ttl_ms=options.lease_ttl_ms) if self.multi else None
         self._control: threading.Thread | None = None
         self._sessions: list = []  # sessions whose streams this bot started
+        self._symbols_per_account = Counter(s.account_id for s in symbols)  # for the polling budget, per tick
 
     @property
     def multi(self) -> bool:
@@ -267,8 +269,7 @@ class Bot:
         budget = engine.gateway.budget
         if budget is None or (engine.feed is not None and engine.feed.healthy()):
             return self.options.tick_interval
-        symbols = sum(1 for s in self.symbols if s.account_id == engine.symbol.account_id)
-        return budget.tick_interval(symbols, self.options.tick_interval)
+        return budget.tick_interval(self._symbols_per_account.get(engine.symbol.account_id, 1), self.options.tick_interval)
 
     def _reconcile_if_due(self, run: SymbolRun, engine: SymbolEngine) -> None:
         """The symbol's own reconcile pass, between two ticks, while this instance may trade it."""

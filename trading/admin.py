@@ -183,7 +183,7 @@ class GridSlotAdmin(ReadOnlyAdmin):
 
 @admin.register(BotInstance)
 class BotInstanceAdmin(ReadOnlyAdmin):
-    list_display = ["instance_id", "host", "pid", "version", "lock_backend", "started_at", "last_heartbeat", "stopped_at"]
+    list_display = ["instance_id", "host", "pid", "version", "lock_backend", "feed", "started_at", "last_heartbeat", "stopped_at"]
     list_filter = ["lock_backend", "host"]
     search_fields = ["instance_id", "host"]
 

@@ -265,6 +265,11 @@ class InstanceRow:
     def age_display(self) -> str:
         return _duration(self.age)
 
+    @property
+    def feed_down(self) -> bool:
+        """A stream of this instance is down and REST polls in its place."""
+        return "streams down" in self.instance.feed
+
 
 @dataclass(frozen=True)
 class Owner:

@@ -147,6 +147,7 @@ class SymbolEngine:
         self.base, self.quote = symbol.symbol.split("/")
         self.post_only_rejects: dict[tuple[int, str], int] = {}
         self.buys_paused_until = 0.0
+        self.short_of_quote = False  # the streamed balance could not pay the last buy the grid wanted
         self.backoff_until = 0.0
         self.last_trade_ms: int | None = None
         self.next_full_trade_sync = 0.0
@@ -341,8 +342,22 @@ class SymbolEngine:
     def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
         """Place what the grid wants; orders that went live are appended to `live`. Each order's
         lock release goes out with the next order's lock request; the last one when done."""
+        free = self.feed.free(self.quote) if self.feed is not None else None
         try:
             for wanted in self.plan(price, live).orders:
+                if wanted.side == grid.BUY and free is not None:
+                    cost = wanted.price * wanted.amount
+                    if cost > free:
+                        # The exchange would refuse it, and a refused order still counts against
+                        # the account's order limits: wait for the balance to change instead.
+                        if not self.short_of_quote:
+                            log.info("%s buys wait: level %s costs %s %s, the stream reports %s free",
+                                     self.symbol.symbol, wanted.level, cost, self.quote, free)
+                        self.short_of_quote = True
+                        result.rejected_reasons.append("stream_balance")
+                        continue
+                    free -= cost
+                    self.short_of_quote = False
                 wait = self.gateway.take_order_slot()
                 if wait:
                     log.info("%s order budget of the account spent; next orders in %.0fs", self.symbol.symbol, wait)

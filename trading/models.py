@@ -369,6 +369,8 @@ class BotInstance(models.Model):
     lock_backend = models.CharField(max_length=16, default="nop")
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+    feed = models.CharField(max_length=255, blank=True, default="",
+                            help_text="Where the bot takes prices and fills from, per account, at its last heartbeat.")
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -163,6 +163,13 @@ class Bot:
         self.join()
         self.print_status()
 
+    def feed_state(self) -> str:
+        """Where prices and fills come from, per account: "streams", or why REST polls."""
+        if not self._sessions:
+            return "REST polling" + ("" if self.options.streams else " (streams off)")
+        return "; ".join(f"{session.account.name}: {session.streams.status() or 'streams'}"
+                         for session in self._sessions if session.streams is not None)
+
     def print_status(self) -> None:
         """One line per symbol (computed here, off the trading threads)."""
         if self.multi:
@@ -337,7 +344,8 @@ class Bot:
             while True:
                 wait = interval
                 try:
-                    BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now())
+                    BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now(),
+                                                                           feed=self.feed_state()[:255])
                     if self.multi and not self.stop_event.is_set():
                         wait = min(wait, self._lease_cycle())
                     if time.monotonic() >= next_prune:

@@ -15,7 +15,7 @@ from locking.nop import NopLock
 from tests.procs import wait_for
 from trading.engine import STREAM_SAFETY_SECONDS
 from trading.exchange.session import session_for
-from trading.models import ExchangeAccount, Fill, Order, Symbol
+from trading.models import BotInstance, ExchangeAccount, Fill, Order, Symbol
 from trading.runner import Bot, BotOptions
 from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
@@ -41,11 +41,11 @@ def symbol(sim):
 
 
 @contextmanager
-def bot(symbol, *, streams=True, tick=SLOW_TICK):
+def bot(symbol, *, streams=True, tick=SLOW_TICK, heartbeat=5.0):
     lines: list[str] = []
     subject = Bot([Symbol.objects.select_related("account").get(pk=symbol.pk)], NopLock(),
                   BotOptions(instance_id="stream-bot", tick_interval=tick, status_interval=3600, streams=streams,
-                             reconcile=False), out=lines.append)
+                             reconcile=False, heartbeat_interval=heartbeat), out=lines.append)
     thread = threading.Thread(target=subject.run_until_stopped, daemon=True)
     thread.start()
     try:
@@ -122,10 +122,10 @@ def test_a_swallowed_fill_event_is_found_by_the_rest_check(sim, symbol):
         engine = subject.runs[symbol.pk].engine
         wait_for(lambda: engine.feed_generation == engine.feed.generation, what="the resync after connecting")
         after_a_tick(subject, symbol)  # and that resync's REST requests are over
-        sim.streams.control("swallow", {"count": 2})  # the buy's TRADE event and the balance change
+        sim.streams.control("swallow", {"count": 1, "match": {"e": "executionReport", "x": "TRADE"}})  # the buy's fill
         sim.engine.set_price("BTC/USDT", D("59800"))
         sim.engine.set_price("BTC/USDT", D("59900"))
-        wait_for(lambda: sim.streams.swallowed == 2, what="the events swallowed")
+        wait_for(lambda: sim.streams.swallowed == 1, what="the event swallowed")
         assert not Fill.objects.filter(symbol=symbol).exists()
         engine.next_safety_check = 0.0  # the periodic REST check comes due (every STREAM_SAFETY_SECONDS)
         wait_for(lambda: Fill.objects.filter(symbol=symbol, side="buy").count() == 1, timeout=10, what="the fill")
@@ -135,11 +135,18 @@ def test_a_swallowed_fill_event_is_found_by_the_rest_check(sim, symbol):
 
 
 @pytest.mark.slow
-def test_a_stalled_stream_is_detected_and_rest_takes_over(sim, symbol):
-    with bot(symbol, tick=1.0) as (subject, lines):
+def test_a_stalled_stream_is_detected_and_rest_takes_over(sim, symbol, admin_client):
+    with bot(symbol, tick=1.0, heartbeat=0.2) as (subject, lines):
         feed = subject.runs[symbol.pk].engine.feed
+        instance = BotInstance.objects.get(instance_id="stream-bot")
+        wait_for(lambda: BotInstance.objects.get(pk=instance.pk).feed == "paper: streams", what="the heartbeat")
+        assert 'data-feed-down="false"' in admin_client.get("/admin/dashboard/").content.decode()
         sim.streams.control("stall", {"on": True})
         wait_for(lambda: not feed.healthy(), timeout=15, what="the stall noticed")
+        wait_for(lambda: "streams down" in BotInstance.objects.get(pk=instance.pk).feed, what="the heartbeat")
+        page = admin_client.get("/admin/dashboard/").content.decode()
+        assert 'data-feed-down="true"' in page and "polling by REST" in page
+        assert 'quantmesh_streams_up{account="paper"} 0.0' in admin_client.get("/metrics").content.decode()
         sim.engine.set_price("BTC/USDT", D("59800"))  # the fill is polled by REST now
         wait_for(lambda: Order.objects.filter(symbol=symbol, side="sell", status="open").exists(), timeout=15,
                  what="the sell, by REST")
@@ -148,3 +155,20 @@ def test_a_stalled_stream_is_detected_and_rest_takes_over(sim, symbol):
         sim.streams.control("stall", {"on": False})
         wait_for(lambda: feed.healthy(), timeout=15, what="streams healthy again")
     assert sim.control.state({})["refused429"] == 0 and no_duplicates(sim)
+
+
+@pytest.mark.parametrize("streams", [True, False], ids=["streamed-balance", "control-rest-only"])
+def test_a_buy_the_streamed_balance_cannot_pay_is_not_sent(sim, symbol, streams):
+    """A refused order counts against Binance's order limits: with the balance from the stream,
+    a buy it cannot pay waits; the REST-only control sends it and has it refused."""
+    with bot(symbol, streams=streams, tick=1.0) as (subject, lines):
+        engine = subject.runs[symbol.pk].engine
+        sim.engine.set_balance("USDT", D("10"))  # withdrawn out of band: no further 50 USDT buy fits
+        if streams:
+            wait_for(lambda: engine.feed.free("USDT") == D("10"), what="the balance from the stream")
+        sim.engine.set_price("BTC/USDT", D("59700"))  # the 59800 buy fills; the grid wants one at 59200
+        refused = Order.objects.filter(symbol=symbol, side="buy", status="rejected")
+        wait_for(lambda: engine.short_of_quote or refused.exists(), timeout=15, what="the next buy decided")
+        wait_for(lambda: Order.objects.filter(symbol=symbol, side="sell", status="open").exists(), what="the sell")
+    assert refused.exists() is not streams
+    assert engine.short_of_quote is streams

@@ -1,6 +1,6 @@
 """An account's WebSocket streams through ccxt.pro: prices of all its symbols from one market
-stream subscription, and fills and order changes from the user-data stream, handed to the
-symbol threads as events.
+stream subscription, and fills, order changes and balances from the user-data stream, handed to
+the symbol threads as events.
 
 One asyncio thread per account owns the ccxt.pro client and runs one permanent loop per stream
 (a ccxt.pro future resolves only while someone awaits it). The symbol threads never touch it:
@@ -49,6 +49,13 @@ class SymbolFeed:
     def generation(self) -> int:
         return self.hub.generation
 
+    def free(self, currency: str) -> Decimal | None:
+        """The currency's free balance as the user-data stream last reported it; None when the
+        streams are not healthy or have not reported it since they (re)connected."""
+        if not self.hub.healthy():
+            return None
+        return self.hub.balances.get(currency)
+
     def drain_trades(self) -> list[dict]:
         with self._lock:
             trades, self._trades = list(self._trades), deque()
@@ -80,6 +87,8 @@ class AccountStreams:
         self.feeds = {symbol: SymbolFeed(symbol, self) for symbol in symbols}
         self.generation = 0
         self.reconnects = 0
+        self.balances: dict[str, Decimal] = {}  # currency -> free, from `outboundAccountPosition`
+        self._balance_seen: dict[str, object] = {}  # ccxt.pro's last answer, to tell new from cached
         self._up = {"market": False, "user": False}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +140,7 @@ class AccountStreams:
         try:
             await self._with_retry("markets", self._exchange.load_markets, once=True)
             await asyncio.gather(self._keep("market", self._prices), self._keep("user", self._trades),
-                                 self._keep("orders", self._orders))
+                                 self._keep("orders", self._orders), self._keep("balance", self._balance))
         finally:
             try:
                 await self._exchange.close()
@@ -172,6 +181,8 @@ class AccountStreams:
             return
         was = self.healthy()
         self._up[name] = up
+        if not up:
+            self.balances = {}  # what changed while the stream was down is unknown
         if up and not was and self.healthy():
             self.generation += 1  # (re)connected: the engines resync by REST
             if self.generation > 1:
@@ -215,3 +226,13 @@ class AccountStreams:
             feed = self.feeds.get(order.get("symbol"))
             if feed is not None:
                 feed._order_changed(order)
+
+    async def _balance(self) -> None:
+        # Binance reports a currency's absolute free and locked amounts whenever an order or a fill
+        # changes them. ccxt.pro answers with its whole cache, which outlives a reconnect: only a
+        # currency whose amount changed counts as reported since the streams came back.
+        balance = await self._exchange.watch_balance()
+        for currency, free in (balance.get("free") or {}).items():
+            if free is not None and self._balance_seen.get(currency) != free:
+                self._balance_seen[currency] = free
+                self.balances[currency] = Decimal(str(free))

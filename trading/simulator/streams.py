@@ -11,7 +11,7 @@
 
 The pump reads the matching engine every `PUMP_SECONDS` and sends what changed. Faults, for
 tests (`/sim/streams/...`): drop every connection, stall (connections stay open, nothing is
-sent), end the user-data subscriptions (`eventStreamTerminated`), swallow the next N user events.
+sent), end the user-data subscriptions (`eventStreamTerminated`), swallow the next N user events (those with the given fields, when `match` is given).
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class StreamServer:
         self._users: set[web.WebSocketResponse] = set()
         self.stalled = False
         self._swallow = 0
+        self._swallow_match: dict = {}  # only events with these fields are swallowed
         self.sent_user_events = 0
         self.swallowed = 0
         # what the pump has told clients so far
@@ -119,6 +120,7 @@ class StreamServer:
             asyncio.run_coroutine_threadsafe(self._terminate_users(), loop).result(timeout=5)
         elif action == "swallow":
             self._swallow += int(body.get("count", 1))
+            self._swallow_match = dict(body.get("match") or {})
         else:
             raise ValueError(f"unknown stream control {action!r}: drop, stall, terminate, swallow")
         return self.state()
@@ -217,7 +219,7 @@ class StreamServer:
                 log.exception("stream pump failed")
                 continue
             for event in user_events:
-                if self._swallow > 0:
+                if self._swallow > 0 and all(event.get(k) == v for k, v in self._swallow_match.items()):
                     self._swallow -= 1
                     self.swallowed += 1
                     continue

@@ -52,8 +52,7 @@ QM_LEASE_TTL_MS = env_int("QM_LEASE_TTL_MS", 10_000, minimum=300, maximum=600_00
 # margin added for clock offset before "not found" is taken to mean "never placed".
 QM_RECV_WINDOW_MS = env_int("QM_RECV_WINDOW_MS", 5_000, minimum=100, maximum=60_000)
 QM_CLOCK_MARGIN_MS = env_int("QM_CLOCK_MARGIN_MS", 2_000, minimum=0, maximum=60_000)
-# Test-only switches for the fault-injection suite; never set them in production.
-QM_TEST_UNSAFE_NO_FENCE = env_bool("QM_TEST_UNSAFE_NO_FENCE", False)
+# Test-only: the fault-injection suite freezes an instance at this fault point (trading.faultpoints).
 QM_TEST_PAUSE_AT = env_str("QM_TEST_PAUSE_AT")
 if QM_LOCK_BACKEND == "redis" and not os.environ.get("REDIS_URL"):
     raise ConfigError("REDIS_URL is not set but QM_LOCK_BACKEND=redis needs it")

@@ -39,11 +39,13 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def manage(*args: str, log_path: Path | None = None, **env: str) -> subprocess.Popen:
-    """Start `manage.py ARGS` in a new process group (so signals reach only it)."""
+def manage(*args: str, log_path: Path | None = None, unprotected: bool = False, **env: str) -> subprocess.Popen:
+    """Start `manage.py ARGS` in a new process group (so signals reach only it); `unprotected`
+    runs it with the protections against duplicate orders taken out (tests.ha.unprotected)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    entry = ["-m", "tests.ha.unprotected"] if unprotected else [str(ROOT / "manage.py")]
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=child_env(**env),
+        [sys.executable, *entry, *args], cwd=ROOT, env=child_env(**env),
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
 

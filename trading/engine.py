@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
-from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -450,8 +449,6 @@ class SymbolEngine:
         try:
             try:
                 faultpoints.reached("before_send")
-                if settings.QM_TEST_UNSAFE_NO_FENCE:
-                    signed_at_ms = None  # test-only: sign at send time, as a naive client would
                 remote = self.gateway.create_limit_order(
                     symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,
                     client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,

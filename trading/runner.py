@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
@@ -384,9 +383,7 @@ class Bot:
         for symbol in to_take:
             lease = self.leases.acquire(symbol, symbol.account.exchange_id)
             if lease is not None:
-                # Test-only unsafe mode drops the lease-validity guard too, as a naive client would.
-                guard = (lambda: True) if settings.QM_TEST_UNSAFE_NO_FENCE else lease.is_valid
-                self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=guard)
+                self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=lease.is_valid)
         soonest = LEASE_RETRY_SECONDS if self.leases.held_elsewhere else float("inf")
         if self.leases.next_stale is not None:
             soonest = min(soonest, (self.leases.next_stale - timezone.now()).total_seconds() + STALE_MARGIN_SECONDS)

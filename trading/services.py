@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -58,8 +57,6 @@ def next_seq(*, symbol_id: int, level: int, side: str) -> int:
 def fence_check(*, symbol_id: int, writer: Writer) -> None:
     """Raise FencedWrite unless writer.fence_token >= the symbol's stored fence; raise the
     stored fence to the token. Must run inside the transaction of the write it guards."""
-    if settings.QM_TEST_UNSAFE_NO_FENCE:
-        return  # test-only: the fault suite's control run shows what happens without the fence
     updated = Symbol.objects.filter(pk=symbol_id, fence_token__lte=writer.fence_token).update(
         fence_token=writer.fence_token
     )
@@ -94,12 +91,10 @@ def order_create_intent(
     if seq is None:
         seq = next_seq(symbol_id=symbol.pk, level=level, side=side)
     cid = client_order_id(prefix=symbol.account.client_id_prefix, symbol_id=symbol.pk, level=level, side=side, seq=seq)
-    if settings.QM_TEST_UNSAFE_NO_FENCE:
-        cid += f"-x{secrets.token_hex(3)}"  # test-only: ids no longer deterministic per intent
     order = Order(
         symbol=symbol,
         client_order_id=cid,
-        active_slot=None if settings.QM_TEST_UNSAFE_NO_FENCE else slot_key(symbol.pk, level, side),
+        active_slot=slot_key(symbol.pk, level, side),
         side=side,
         level=level,
         seq=seq,

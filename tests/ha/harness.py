@@ -24,8 +24,10 @@ D = Decimal
 class Cluster:
     """Start, kill, pause and resume bot instances that share one lock namespace."""
 
-    def __init__(self, tmp_path: Path, redis_url: str, *, lease_ttl_ms: int = 1500, extra_env: dict | None = None):
+    def __init__(self, tmp_path: Path, redis_url: str, *, lease_ttl_ms: int = 1500, extra_env: dict | None = None,
+                 unprotected: bool = False):
         self.tmp_path = tmp_path
+        self.unprotected = unprotected  # the control runs: instances without the protections
         self.namespace = f"qmtest:{uuid.uuid4().hex[:10]}:"
         self.env = {
             "QM_LOCK_BACKEND": "redis", "REDIS_URL": redis_url, "QM_LOCK_NAMESPACE": self.namespace,
@@ -39,7 +41,7 @@ class Cluster:
 
     def start(self, name: str, *args: str, **env: str):
         proc = manage("runbot", "--instance-id", name, "--tick-interval", "0.05", "--status-interval", "5", *args,
-                      log_path=self.log(name), **{**self.env, **env})
+                      log_path=self.log(name), unprotected=self.unprotected, **{**self.env, **env})
         self.procs[name] = proc
         return proc
 

@@ -87,10 +87,10 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     sim = setup_market(seed)
     redis_server = RedisServer(tmp_path)
     redis_server.start()
-    extra_env = {"QM_TEST_UNSAFE_NO_FENCE": "1"} if unsafe else {}
+    extra_env = {}
     if pause_at:
         extra_env["QM_TEST_PAUSE_AT"] = pause_at
-    cluster = Cluster(tmp_path, redis_server.url, lease_ttl_ms=LEASE_TTL_MS, extra_env=extra_env)
+    cluster = Cluster(tmp_path, redis_server.url, lease_ttl_ms=LEASE_TTL_MS, extra_env=extra_env, unprotected=unsafe)
     stop_prices = threading.Event()
 
     def move_prices():

@@ -59,7 +59,7 @@ def test_stale_instance_is_fenced_and_sends_nothing(market, redis_url, tmp_path)
 
 def test_control_without_the_protection_the_stale_order_duplicates(market, redis_url, tmp_path):
     sim, _ = market
-    cluster = Cluster(tmp_path, redis_url, extra_env={"QM_TEST_UNSAFE_NO_FENCE": "1"})
+    cluster = Cluster(tmp_path, redis_url, unprotected=True)
     try:
         frozen = run_scenario(sim, cluster)
     finally:

@@ -30,8 +30,7 @@ from django.utils.safestring import mark_safe
 
 from locking.models import LockEvent
 from reconciliation.models import ReconcileRun
-from trading import charts, grid, services
-from trading.fields import MONEY_PLACES
+from trading import charts, grid, pnl, services
 from trading.models import LIVE_STATUSES, BotInstance, Fill, GridSlot, Order, OrderStatus, Symbol
 
 log = logging.getLogger("quantmesh.admin")
@@ -192,23 +191,13 @@ def ladder_for(symbol: Symbol, *, margin: int = LADDER_MARGIN, max_rows: int = L
 
 
 # --- realised PnL --------------------------------------------------------------------------------
-_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
-
-
-def _q(value: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return value.quantize(_QUANTUM)
-
-
 def pnl_series(symbol: Symbol) -> list[tuple[datetime, Decimal]]:
-    """Cumulative realised PnL after each fill, in quote currency, replaying the fills in the
-    order the ledger recorded them with the arithmetic of `services.fill_record`: a sell adds
-    (sell price - the slot's buy price) x amount, every fill subtracts its fee valued in quote.
+    """Cumulative realised PnL after each fill, in quote currency: the fills replayed in the order
+    the ledger recorded them through `pnl.apply_fill`, as `services.fill_record` applied them.
     Fills without a ledger order (left to reconciliation) do not touch a slot and are skipped.
     The last value equals the sum of the slots' `realized_pnl`."""
     base, quote = symbol.symbol.split("/")
-    slots: dict[int, list[Decimal]] = {}  # level -> [holding, cost, realised]
+    books: dict[int, pnl.SlotBook] = {}
     total = Decimal(0)
     latest: datetime | None = None
     points: list[tuple[datetime, Decimal]] = []
@@ -218,26 +207,10 @@ def pnl_series(symbol: Symbol) -> list[tuple[datetime, Decimal]]:
         .values_list("traded_at", "side", "price", "amount", "fee", "fee_currency", "order__level")
     )
     for traded_at, side, price, amount, fee, fee_currency, level in rows.iterator(chunk_size=2000):
-        holding, cost, realised = slots.get(level) or [Decimal(0), Decimal(0), Decimal(0)]
-        before = realised
-        fee_quote = services.fee_in_quote(fee=fee, fee_currency=fee_currency, price=price, base=base, quote=quote)
-        realised = _q(realised - fee_quote)
-        if side == "buy":
-            received = amount - fee if fee_currency == base else amount
-            holding = _q(holding + received)
-            cost = _q(cost + price * received)
-        else:
-            sold = min(amount, holding)
-            with localcontext() as ctx:
-                ctx.prec = 60
-                cost_part = _q(cost * sold / holding) if holding else Decimal(0)
-            realised = _q(realised + price * amount - cost_part)
-            holding = _q(holding - sold)
-            cost = _q(cost - cost_part)
-        slots[level] = [holding, cost, realised]
-        with localcontext() as ctx:
-            ctx.prec = 60
-            total = total + (realised - before)
+        before = books.get(level, pnl.SlotBook())
+        after = books[level] = pnl.apply_fill(before, side=side, price=price, amount=amount, fee=fee,
+                                              fee_currency=fee_currency, base=base, quote=quote)
+        total = pnl.money(total + after.realized - before.realized)
         # A trade applied late (by a reconcile) is plotted when it became known, so time only advances.
         latest = traded_at if latest is None or traded_at > latest else latest
         points.append((latest, total))

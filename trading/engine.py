@@ -36,7 +36,7 @@ from locking.base import (
     order_lock_key,
     record_event,
 )
-from trading import faultpoints, grid, services
+from trading import faultpoints, grid, pnl, services
 from trading.errors import FencedWrite
 from trading.exchange import errors as xerr
 from trading.exchange.gateway import ExchangeGateway
@@ -584,14 +584,14 @@ class SymbolEngine:
         slots = list(GridSlot.objects.filter(symbol=self.symbol).values_list("holding", "realized_pnl"))
         fees = Decimal(0)
         for fee, currency, price in self.symbol.fills.values_list("fee", "fee_currency", "price"):
-            fees += services.fee_in_quote(fee=fee, fee_currency=currency, price=price, base=self.base, quote=self.quote)
+            fees += pnl.fee_in_quote(fee=fee, fee_currency=currency, price=price, base=self.base, quote=self.quote)
         return SymbolStatus(
             symbol=self.symbol.symbol,
             price=self.last_price,
             open_buys=live.filter(side="buy").count(),
             open_sells=live.filter(side="sell").count(),
             filled_slots=sum(1 for holding, _ in slots if holding > 0),
-            realized_pnl=sum((pnl for _, pnl in slots), Decimal(0)),
+            realized_pnl=sum((realized for _, realized in slots), Decimal(0)),
             fees_paid=fees,
             status=self.symbol.status,
         )

@@ -515,16 +515,3 @@ def cleanup_candidates(
     eligible = [o for o in live_orders if o.filled == 0]
     eligible.sort(key=lambda o: (o.side != BUY, -_distance(o.price, price), o.level, o.ref))
     return eligible[:batch_size]
-
-
-def realized_pnl(buy_price: Decimal, sell_price: Decimal, amount: Decimal, fees: Decimal = _ZERO) -> Decimal:
-    """Realised profit of one round trip: ``(sell_price - buy_price) * amount - fees``, exact.
-
-    ``fees`` is the total of both legs' fees in quote currency.
-    """
-    _require_positive("buy_price", buy_price)
-    _require_positive("sell_price", sell_price)
-    _require_non_negative("amount", amount)
-    _require_non_negative("fees", fees)
-    gross = _EXACT.multiply(_EXACT.subtract(sell_price, buy_price), amount)
-    return _EXACT.subtract(gross, fees)

@@ -7,12 +7,11 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from trading.errors import FencedWrite, IllegalTransition, TradingError
-from trading.fields import MONEY_PLACES
+from trading import pnl
 from trading.models import (
     FINAL_STATUSES,
     LIVE_STATUSES,
@@ -184,25 +183,6 @@ def symbol_resume(symbol: Symbol) -> Symbol:
 
 
 # --- fills and slots -----------------------------------------------------------------------------
-QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
-
-
-def _q(value: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return value.quantize(QUANTUM)
-
-
-def fee_in_quote(*, fee: Decimal, fee_currency: str, price: Decimal, base: str, quote: str) -> Decimal:
-    """A trade's fee valued in the quote currency (a fee in the base asset at the trade price;
-    a fee in a third asset, such as BNB, is not valued here and counts as 0)."""
-    if not fee or fee_currency == quote:
-        return fee
-    if fee_currency == base:
-        return _q(fee * price)
-    return Decimal(0)
-
-
 @dataclass(frozen=True)
 class FillResult:
     fill: Fill
@@ -251,7 +231,7 @@ def fill_record(
     filled = order.filled_amount + amount
     with localcontext() as ctx:
         ctx.prec = 60
-        average = _q((((order.average_price or Decimal(0)) * order.filled_amount) + price * amount) / filled)
+        average = pnl.money((((order.average_price or Decimal(0)) * order.filled_amount) + price * amount) / filled)
     order_fee = order.fee + fee if order.fee_currency in ("", fee_currency) else order.fee
     completed = filled >= order.amount
     to_status = OrderStatus.FILLED if completed else OrderStatus.PARTIALLY_FILLED
@@ -264,25 +244,11 @@ def fill_record(
         order_transition(order, to_status, writer=writer, note=f"trade {trade_id}: {amount} @ {price}", **changes)
 
     slot, _ = GridSlot.objects.select_for_update().get_or_create(symbol=symbol, level=order.level)
-    fee_quote = fee_in_quote(fee=fee, fee_currency=fee_currency, price=price, base=base, quote=quote)
-    # Realised PnL = sum over sells of (sell price - buy price) x amount, minus every fee valued
-    # in quote at its trade's price. The holding's cost is kept at the buy price per unit held
-    # (a fee taken in the base asset shrinks the holding and is charged as a fee instead).
-    slot.realized_pnl = _q(slot.realized_pnl - fee_quote)
-    if side == "buy":
-        received = amount - fee if fee_currency == base else amount
-        slot.holding = _q(slot.holding + received)
-        slot.cost = _q(slot.cost + price * received)
-    else:
-        sold = min(amount, slot.holding)
-        with localcontext() as ctx:
-            ctx.prec = 60
-            cost_part = _q(slot.cost * sold / slot.holding) if slot.holding else Decimal(0)
-        slot.realized_pnl = _q(slot.realized_pnl + price * amount - cost_part)
-        slot.holding = _q(slot.holding - sold)
-        slot.cost = _q(slot.cost - cost_part)
-        if completed:
-            slot.round_trips += 1
+    book = pnl.apply_fill(pnl.SlotBook(slot.holding, slot.cost, slot.realized_pnl), side=side, price=price,
+                          amount=amount, fee=fee, fee_currency=fee_currency, base=base, quote=quote)
+    slot.holding, slot.cost, slot.realized_pnl = book.holding, book.cost, book.realized
+    if side != "buy" and completed:
+        slot.round_trips += 1
     slot.save()
     return FillResult(fill, order, completed)
 

@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from trading import pnl
 from trading.grid import (
     BELOW_MIN_NOTIONAL,
     BELOW_MIN_ORDER_VALUE,
@@ -28,7 +29,6 @@ from trading.grid import (
     buy_window,
     cleanup_candidates,
     desired_orders,
-    realized_pnl,
     round_amount_down,
     round_price,
     safety_buffer,
@@ -100,10 +100,24 @@ def test_worked_example_sell_fill_empties_the_slot_and_rebuys_2998():
     assert plan_for("3000.00", live=live) == plan
 
 
+def round_trip(buy_fee="0", sell_fee="0", fee_currency="USDT"):
+    book = pnl.apply_fill(pnl.SlotBook(), side="buy", price=D("2998.00"), amount=D("0.010"), fee=D(buy_fee),
+                          fee_currency=fee_currency, base="ETH", quote="USDT")
+    return book, pnl.apply_fill(book, side="sell", price=D("3000.00"), amount=book.holding, fee=D(sell_fee),
+                                fee_currency="USDT", base="ETH", quote="USDT")
+
+
 def test_worked_example_round_trip_pnl():
-    assert realized_pnl(D("2998.00"), D("3000.00"), D("0.010")) == D("0.02")
+    assert round_trip()[1] == pnl.SlotBook(D("0"), D("0"), D("0.02"))
     # 0.1 % fee on each leg: 0.02998 + 0.03000.
-    assert realized_pnl(D("2998.00"), D("3000.00"), D("0.010"), D("0.05998")) == D("-0.03998")
+    assert round_trip("0.02998", "0.03000")[1].realized == D("-0.03998")
+
+
+def test_a_fee_in_base_shrinks_the_holding_and_is_charged_at_the_trade_price():
+    bought, sold = round_trip("0.00001", fee_currency="ETH")
+    assert bought == pnl.SlotBook(D("0.00999"), D("29.95002"), D("-0.02998"))
+    # 0.00999 sold at 3000 = 29.97, less the cost 29.95002 and the buy's fee 0.02998.
+    assert sold == pnl.SlotBook(D("0"), D("0"), D("-0.01"))
 
 
 def test_sell_amount_is_what_the_slot_holds_rounded_down():

@@ -22,6 +22,7 @@ from decimal import Decimal, localcontext
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -30,7 +31,7 @@ from django.utils.safestring import mark_safe
 
 from locking.models import LockEvent
 from reconciliation.models import ReconcileRun
-from trading import charts, grid, pnl, services
+from trading import charts, grid, liveness, pnl, services
 from trading.models import LIVE_STATUSES, BotInstance, Fill, GridSlot, Order, OrderStatus, Symbol
 
 log = logging.getLogger("quantmesh.admin")
@@ -256,23 +257,15 @@ class Owner:
         return _duration(max(timezone.now() - self.since, timedelta(0))) if self.since else ""
 
 
-def heartbeat_stale_after() -> int:
-    """Seconds without a heartbeat before an instance counts as dead (the bot's own rule)."""
-    from trading.runner import HEARTBEAT_STALE_AFTER
-
-    return HEARTBEAT_STALE_AFTER
-
-
 def instances_overview(*, now: datetime | None = None, limit: int = 20) -> list[InstanceRow]:
     now = now or timezone.now()
     owners: dict[str, list[str]] = {}
     for name, owner in Symbol.objects.exclude(owner_instance="").values_list("symbol", "owner_instance"):
         owners.setdefault(owner, []).append(name)
-    stale = timedelta(seconds=heartbeat_stale_after())
     rows = []
     for instance in BotInstance.objects.order_by("-last_heartbeat")[:limit]:
         age = max(now - instance.last_heartbeat, timedelta(0))
-        alive = instance.stopped_at is None and age <= stale
+        alive = liveness.is_alive(instance, now=now)
         rows.append(InstanceRow(instance, age, alive, tuple(sorted(owners.get(instance.instance_id, ())))))
     return rows
 
@@ -375,7 +368,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "cards": symbol_cards(symbols),
         "instances": instances_overview(),
         "lock_events": recent_lock_events(),
-        "stale_after": heartbeat_stale_after(),
+        "stale_after": int(liveness.SINGLE_INSTANCE_STALE_AFTER.total_seconds()),
+        "lease_ttl": settings.QM_LEASE_TTL_MS / 1000,
         "refresh_seconds": REFRESH_SECONDS if refresh else None,
         "now": timezone.now(),
         "can_change_symbols": request.user.has_perm("trading.change_symbol"),

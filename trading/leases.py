@@ -6,7 +6,7 @@ ceil(symbols / instances), so symbols spread evenly and move as little as possib
 instance joins or leaves. An instance trades a symbol only while it holds the symbol's lease,
 a lock with a TTL that it renews every third of the TTL (the runner's control loop also looks
 again just after a peer's heartbeat goes stale). The lease's fencing token is the
-token of every ledger write for that symbol (DESIGN §4), so an instance that paused past its
+token of every ledger write for that symbol so an instance that paused past its
 TTL cannot write once another has taken over.
 
 A dead instance's leases expire after the TTL and its heartbeat goes stale after the same
@@ -26,7 +26,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from locking.base import AlreadyHeld, Grant, LockBackendUnavailable, LockService, NotOwned
-from trading.models import BotInstance, Symbol
+from trading import liveness
+from trading.models import Symbol
 
 log = logging.getLogger("quantmesh.leases")
 
@@ -61,14 +62,10 @@ def assign(symbol_ids: list[int], instance_ids: list[str]) -> dict[int, str]:
     return result
 
 
-def live_instances(*, stale_after: timedelta, now=None) -> dict[str, datetime]:
-    """Instances in multi-instance mode whose heartbeat is fresh and that have not stopped, with
-    their last heartbeat."""
-    now = now or timezone.now()
-    return dict(
-        BotInstance.objects.filter(stopped_at__isnull=True, lock_backend="redis", last_heartbeat__gte=now - stale_after)
-        .values_list("instance_id", "last_heartbeat")
-    )
+def live_instances(*, ttl_ms: int, now=None) -> dict[str, datetime]:
+    """The alive instances in multi-instance mode (`trading.liveness`), with their last heartbeat."""
+    return dict(liveness.alive_instances(now=now, lease_ttl_ms=ttl_ms).filter(lock_backend=liveness.MULTI_INSTANCE)
+                .values_list("instance_id", "last_heartbeat"))
 
 
 @dataclass
@@ -91,6 +88,7 @@ class LeaseKeeper:
     def __init__(self, locks: LockService, instance_id: str, *, ttl_ms: int):
         self.locks = locks
         self.instance_id = instance_id
+        self.ttl_ms = ttl_ms
         self.ttl = ttl_ms / 1000
         self.held: dict[int, Lease] = {}
         # When the next other instance's heartbeat goes stale, as of the last wanted(): the
@@ -101,7 +99,7 @@ class LeaseKeeper:
 
     @property
     def stale_after(self) -> timedelta:
-        return timedelta(seconds=self.ttl)
+        return liveness.stale_after(liveness.MULTI_INSTANCE, lease_ttl_ms=self.ttl_ms)
 
     def renew(self) -> list[int]:
         """Extend every held lease; returns the symbol ids whose lease is lost."""
@@ -122,7 +120,7 @@ class LeaseKeeper:
 
     def wanted(self, symbols: list[Symbol]) -> tuple[list[Symbol], list[int]]:
         """(symbols to acquire now, held symbol ids to hand over) under the current assignment."""
-        heartbeats = live_instances(stale_after=self.stale_after)
+        heartbeats = live_instances(ttl_ms=self.ttl_ms)
         others = [beat for instance, beat in heartbeats.items() if instance != self.instance_id]
         self.next_stale = min(others) + self.stale_after if others else None
         self.held_elsewhere = set()

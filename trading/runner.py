@@ -29,7 +29,7 @@ from locking import recorder
 from locking.base import LockService
 from quantmesh.version import __version__
 from reconciliation.loop import LoopReconciler
-from trading import metrics, services
+from trading import liveness, metrics, services
 from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.errors import ExchangeFailure, RateLimited
 from trading.exchange.session import session_for
@@ -412,20 +412,12 @@ class InstanceConflict(Exception):
     """Another single-instance bot is alive on the same database."""
 
 
-HEARTBEAT_STALE_AFTER = 30  # seconds without a heartbeat before an instance counts as dead
-
-
 def register_instance(instance_id: str, lock_backend: str) -> BotInstance:
     """Record this process. In single-instance mode (nop lock), refuse to start while another
     instance is alive on the same database: the no-op lock excludes nothing across processes."""
     now = timezone.now()
     if lock_backend == "nop":
-        alive = (
-            BotInstance.objects.filter(stopped_at__isnull=True,
-                                       last_heartbeat__gte=now - timezone.timedelta(seconds=HEARTBEAT_STALE_AFTER))
-            .exclude(instance_id=instance_id)
-            .first()
-        )
+        alive = liveness.alive_instances(now=now).exclude(instance_id=instance_id).first()
         if alive is not None:
             raise InstanceConflict(
                 f"instance {alive.instance_id} (pid {alive.pid} on {alive.host}) is running in single-instance mode; "

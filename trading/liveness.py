@@ -1,0 +1,42 @@
+"""When a bot instance counts as alive: the one rule behind the single-instance guard, the
+lease assignment of multi-instance mode and the dashboard.
+
+An instance is alive until it stops cleanly or its heartbeat goes stale. In multi-instance mode
+a heartbeat is stale after one lease TTL: by then the instance's leases have expired, it can
+no longer trade, and its symbols go to the others. A single-instance bot (the no-op lock) has
+no lease to lose; it counts as alive for `SINGLE_INSTANCE_STALE_AFTER` (six heartbeats), so a
+database hiccup of a few heartbeats never lets a second bot start beside it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from trading.models import BotInstance
+
+SINGLE_INSTANCE_STALE_AFTER = timedelta(seconds=30)
+MULTI_INSTANCE = "redis"  # the lock backend of multi-instance mode
+
+
+def stale_after(lock_backend: str, *, lease_ttl_ms: int | None = None) -> timedelta:
+    """How long after its last heartbeat an instance of `lock_backend` is taken for dead."""
+    if lock_backend == MULTI_INSTANCE:
+        return timedelta(milliseconds=settings.QM_LEASE_TTL_MS if lease_ttl_ms is None else lease_ttl_ms)
+    return SINGLE_INSTANCE_STALE_AFTER
+
+
+def is_alive(instance: BotInstance, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return instance.stopped_at is None and now - instance.last_heartbeat <= stale_after(instance.lock_backend)
+
+
+def alive_instances(*, now: datetime | None = None, lease_ttl_ms: int | None = None) -> QuerySet[BotInstance]:
+    """The instances alive at `now`, each by the rule of its mode."""
+    now = now or timezone.now()
+    multi = Q(lock_backend=MULTI_INSTANCE,
+              last_heartbeat__gte=now - stale_after(MULTI_INSTANCE, lease_ttl_ms=lease_ttl_ms))
+    single = ~Q(lock_backend=MULTI_INSTANCE) & Q(last_heartbeat__gte=now - SINGLE_INSTANCE_STALE_AFTER)
+    return BotInstance.objects.filter(multi | single, stopped_at__isnull=True)

@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from quantmesh import views
 from trading.collectors import register_collectors
-from trading.dashboard import dashboard_view
+from trading.views import dashboard_view
 
 # Database-derived gauges (open orders, slots, PnL, heartbeats) on the web process's /metrics.
 register_collectors()

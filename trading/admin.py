@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.utils.html import format_html
 
-from trading import services
+from trading import admin_actions, exports, services
 from trading.models import BotInstance, ExchangeAccount, Fill, GridSlot, Order, OrderEvent, Symbol
 
 
@@ -190,8 +190,7 @@ class BotInstanceAdmin(ReadOnlyAdmin):
 
 # --- order actions: cancel through the cancel lock; CSV exports of orders and fills --------------
 # Orders stay read-only rows: cancelling is an action that asks the exchange through the engine
-# (`trading.dashboard.orders_cancel_from_admin`), and it needs the change permission on orders.
-from trading import dashboard  # noqa: E402
+# (`trading.admin_actions.orders_cancel_from_admin`), and it needs the change permission on orders.
 
 
 def _has_cancel_permission(self, request) -> bool:
@@ -201,11 +200,11 @@ def _has_cancel_permission(self, request) -> bool:
 @admin.action(description="Cancel the selected orders at the exchange", permissions=["cancel"])
 def cancel_selected_orders(modeladmin, request, queryset):
     # One exchange request per order inside a web request: keep a selection small enough to answer.
-    if queryset.count() > dashboard.CANCEL_MAX_ORDERS:
-        modeladmin.message_user(request, f"Select at most {dashboard.CANCEL_MAX_ORDERS} orders to cancel at once; "
+    if queryset.count() > admin_actions.CANCEL_MAX_ORDERS:
+        modeladmin.message_user(request, f"Select at most {admin_actions.CANCEL_MAX_ORDERS} orders to cancel at once; "
                                 "nothing was sent.", messages.ERROR)
         return
-    outcomes = dashboard.orders_cancel_from_admin(list(queryset.select_related("symbol")), request.user)
+    outcomes = admin_actions.orders_cancel_from_admin(list(queryset.select_related("symbol")), request.user)
     done = [o.client_order_id for o in outcomes if o.ok]
     if done:
         modeladmin.message_user(request, f"Canceled {len(done)} order(s): {_ids(done)}.", messages.SUCCESS)
@@ -223,12 +222,12 @@ def _ids(ids: list[str], shown: int = 10) -> str:
 
 @admin.action(description="Export the selected orders as CSV", permissions=["view"])
 def export_orders_csv(modeladmin, request, queryset):
-    return dashboard.orders_csv_response(queryset)
+    return exports.orders_csv_response(queryset)
 
 
 @admin.action(description="Export the selected fills as CSV", permissions=["view"])
 def export_fills_csv(modeladmin, request, queryset):
-    return dashboard.fills_csv_response(queryset)
+    return exports.fills_csv_response(queryset)
 
 
 OrderAdmin.has_cancel_permission = _has_cancel_permission

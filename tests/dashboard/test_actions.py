@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.dashboard.conftest import WRITER, open_order, trade
-from trading import dashboard, services
+from trading import admin_actions, exports, services
 from trading.models import Fill, Order, OrderEvent, OrderStatus
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +109,7 @@ def test_cancel_waits_for_a_busy_cancel_lock(admin_client, trading_engine, redis
 
 
 def test_a_cancel_of_too_many_orders_sends_nothing(admin_client, trading_engine, monkeypatch):
-    monkeypatch.setattr(dashboard, "CANCEL_MAX_ORDERS", 1)
+    monkeypatch.setattr(admin_actions, "CANCEL_MAX_ORDERS", 1)
     ids = list(Order.objects.filter(status=OrderStatus.OPEN).values_list("pk", flat=True))
     response = run_action(admin_client, ORDERS, "cancel_selected_orders", ids)
     assert messages_of(response) == ["Select at most 1 orders to cancel at once; nothing was sent."]
@@ -118,10 +118,10 @@ def test_a_cancel_of_too_many_orders_sends_nothing(admin_client, trading_engine,
 
 def test_the_service_reports_each_order(trading_engine, admin_user):
     orders = list(Order.objects.filter(status=OrderStatus.OPEN).order_by("level"))
-    outcomes = dashboard.orders_cancel_from_admin(orders[:1], admin_user)
-    assert outcomes == [dashboard.CancelOutcome(orders[0].client_order_id, True, "canceled")]
-    outcomes = dashboard.orders_cancel_from_admin(orders[:1], admin_user)
-    assert outcomes == [dashboard.CancelOutcome(orders[0].client_order_id, False, "already canceled")]
+    outcomes = admin_actions.orders_cancel_from_admin(orders[:1], admin_user)
+    assert outcomes == [admin_actions.CancelOutcome(orders[0].client_order_id, True, "canceled")]
+    outcomes = admin_actions.orders_cancel_from_admin(orders[:1], admin_user)
+    assert outcomes == [admin_actions.CancelOutcome(orders[0].client_order_id, False, "already canceled")]
 
 
 DECIMAL = re.compile(r"^-?\d+\.\d+$")
@@ -140,7 +140,7 @@ def test_export_orders_csv_keeps_decimals_exact(admin_client, symbol):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert re.fullmatch(r'attachment; filename="orders-\d{8}-\d{6}\.csv"', response["Content-Disposition"])
     header, *rows = csv_rows(response)
-    assert header == dashboard.ORDER_COLUMNS
+    assert header == exports.ORDER_COLUMNS
     by_cid = {row[header.index("client_order_id")]: dict(zip(header, row)) for row in rows}
     first, second = by_cid[buy.client_order_id], by_cid[odd.client_order_id]
     assert (first["side"], first["level"], first["status"]) == ("buy", "-1", "partially_filled")
@@ -163,7 +163,7 @@ def test_export_fills_csv(admin_client, symbol):
     ids = list(Fill.objects.values_list("pk", flat=True))
     response = run_action(admin_client, "/admin/trading/fill/", "export_fills_csv", ids)
     header, *rows = csv_rows(response)
-    assert header == dashboard.FILL_COLUMNS
+    assert header == exports.FILL_COLUMNS
     table = {row[header.index("exchange_trade_id")]: dict(zip(header, row)) for row in rows}
     assert table["t1"]["client_order_id"] == buy.client_order_id and table["t2"]["client_order_id"] == ""
     assert Decimal(table["t1"]["fee"]) == Decimal("0.049634") and DECIMAL.match(table["t1"]["fee"])

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from tests.dashboard.conftest import T0, WRITER, open_order, trade
 from tests.factories import make_symbol
-from trading import dashboard, services
-from trading.dashboard import LadderOrder
+from trading import selectors, services
+from trading.selectors import LadderOrder
 from trading.models import GridSlot, Order, OrderStatus, Symbol
 
 
@@ -16,9 +16,9 @@ def test_ladder_around_the_latest_fill(symbol):
     trade(symbol, buy, "t1", "59800", "0.00083", "0.049634", "USDT", minutes=1)
     sell = open_order(symbol, "sell", -1, "60000", "0.00083", "5")
 
-    ladder = dashboard.ladder_for(Symbol.objects.get(pk=symbol.pk))
+    ladder = selectors.ladder_for(Symbol.objects.get(pk=symbol.pk))
 
-    assert ladder.last_price == dashboard.LastPrice(Decimal("59800"), "latest fill", T0.replace(minute=1))
+    assert ladder.last_price == selectors.LastPrice(Decimal("59800"), "latest fill", T0.replace(minute=1))
     # Level -1 is nearest; rows reach the windows (3) plus a margin of 2 on each side, highest first.
     assert [row.level for row in ladder.rows] == list(range(4, -7, -1))
     assert [row.price for row in ladder.rows] == [Decimal(60000 + 200 * level) for level in range(4, -7, -1)]
@@ -47,20 +47,20 @@ def test_holdings_below_one_step_are_dust(symbol):
     trade(symbol, buy, "t1", "59800", "0.00083", "0.00000083", "BTC", minutes=1)
     sell = open_order(symbol, "sell", -1, "60000", "0.00082", "2")
     trade(symbol, sell, "t2", "60000", "0.00082", "0.0492", "USDT", minutes=2)
-    ladder = dashboard.ladder_for(symbol)
+    ladder = selectors.ladder_for(symbol)
     (row,) = [row for row in ladder.rows if row.holding]
     assert (row.level, row.holding, row.dust) == (-1, Decimal("0.00000917"), True)
     assert (ladder.held_slots, ladder.dust_slots) == (0, 1)
 
 
 def test_midpoint_of_open_orders_then_the_anchor(symbol):
-    assert dashboard.last_seen_price(symbol) == dashboard.LastPrice(Decimal("60000"), "lattice anchor")
+    assert selectors.last_seen_price(symbol) == selectors.LastPrice(Decimal("60000"), "lattice anchor")
     open_order(symbol, "buy", -1, "59800.01", "0.001", "1")
-    assert dashboard.last_seen_price(symbol).source == "lattice anchor"  # one side only: no midpoint
+    assert selectors.last_seen_price(symbol).source == "lattice anchor"  # one side only: no midpoint
     open_order(symbol, "sell", -1, "60200.02", "0.001", "2")
-    price = dashboard.last_seen_price(symbol)
-    assert price == dashboard.LastPrice(Decimal("60000.015"), "open orders midpoint")
-    ladder = dashboard.ladder_for(symbol)
+    price = selectors.last_seen_price(symbol)
+    assert price == selectors.LastPrice(Decimal("60000.015"), "open orders midpoint")
+    ladder = selectors.ladder_for(symbol)
     assert [row.level for row in ladder.rows if row.nearest] == [0]
     # Rows at 60000 and below come after the marker; 60000 is below 60000.015.
     assert ladder.rows[ladder.marker_index].price == Decimal("60000")
@@ -69,15 +69,15 @@ def test_midpoint_of_open_orders_then_the_anchor(symbol):
 
 def test_no_ladder_before_the_lattice_is_anchored(db):
     symbol = make_symbol(anchor_price=None)
-    assert dashboard.ladder_for(symbol) is None
-    assert dashboard.last_seen_price(symbol) is None
+    assert selectors.ladder_for(symbol) is None
+    assert selectors.last_seen_price(symbol) is None
 
 
 def test_a_tall_ladder_is_cut_around_the_price(symbol):
     open_order(symbol, "buy", -40, "52000", "0.001", "1")
     open_order(symbol, "buy", -1, "59800", "0.001", "2")
     open_order(symbol, "sell", -1, "60000", "0.001", "3")
-    ladder = dashboard.ladder_for(symbol, max_rows=11)
+    ladder = selectors.ladder_for(symbol, max_rows=11)
     assert len(ladder.rows) == 11
     assert ladder.hidden_orders == 1
     levels = [row.level for row in ladder.rows]
@@ -88,7 +88,7 @@ def test_a_tall_ladder_is_cut_around_the_price(symbol):
 def test_final_orders_are_not_on_the_ladder(symbol):
     order = open_order(symbol, "buy", -1, "59800", "0.001", "1")
     services.order_transition(order, OrderStatus.CANCELED, writer=WRITER)
-    ladder = dashboard.ladder_for(symbol)
+    ladder = selectors.ladder_for(symbol)
     assert all(not row.buys and not row.sells for row in ladder.rows)
 
 
@@ -103,7 +103,7 @@ def test_pnl_series_replays_fill_record_exactly(symbol):
     trade(symbol, None, "t4", "59900", "0.5", "1", "USDT", minutes=4)  # no ledger order: no slot, no PnL
     trade(symbol, sell2, "t5", "59800", "0.000999", "0.0597402", "USDT", minutes=5)
 
-    series = dashboard.pnl_series(symbol)
+    series = selectors.pnl_series(symbol)
 
     assert [value for _, value in series] == [
         Decimal("-0.049634"),
@@ -116,16 +116,16 @@ def test_pnl_series_replays_fill_record_exactly(symbol):
 
 
 def test_pnl_series_is_empty_without_fills(symbol):
-    assert dashboard.pnl_series(symbol) == []
+    assert selectors.pnl_series(symbol) == []
 
 
 def test_owner_is_the_lease_holder_else_the_last_writer(symbol):
-    assert dashboard.symbol_owner(symbol) is None
+    assert selectors.symbol_owner(symbol) is None
     open_order(symbol, "buy", -1, "59800", "0.001", "1")
-    owner = dashboard.symbol_owner(symbol)
+    owner = selectors.symbol_owner(symbol)
     assert (owner.instance_id, owner.kind) == ("test-bot", "last writer")
     Symbol.objects.filter(pk=symbol.pk).update(owner_instance="bot-b", owner_token=7, owner_since=T0)
     symbol.refresh_from_db()
-    owner = dashboard.symbol_owner(symbol)
+    owner = selectors.symbol_owner(symbol)
     assert (owner.instance_id, owner.kind, owner.token, owner.since) == ("bot-b", "lease owner", 7, T0)
     assert Order.objects.count() == 1

@@ -1,10 +1,6 @@
-"""The operator dashboard (an admin page) and the admin's order actions.
-
-Selectors (reads) build what the page shows for each symbol: the grid ladder around the last
-seen price, the realised-PnL curve, the symbol's status and owner, its last reconcile run; plus
-the bot instances and the recent lock conflicts. `orders_cancel_from_admin` is the service
-behind the "cancel selected orders" action: it cancels through the engine, under each order's
-cancel lock, exactly as the bot does. The CSV exports stream Decimals as exact strings.
+"""Reads for the operator dashboard: for each symbol, the grid ladder around the last seen price,
+the realised-PnL curve, its status and owner, its last reconcile run; plus the bot instances
+and the recent lock conflicts.
 
 The current price is not stored in the database: the page shows the *last seen price*, the
 price of the latest fill, else the midpoint of the best open buy and sell, else the lattice
@@ -12,36 +8,24 @@ anchor (the first price the bot saw).
 """
 from __future__ import annotations
 
-import csv
-import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from locking.models import LockEvent
 from reconciliation.models import ReconcileRun
-from trading import charts, grid, liveness, pnl, services
-from trading.models import LIVE_STATUSES, BotInstance, Fill, GridSlot, Order, OrderStatus, Symbol
+from trading import charts, grid, liveness, pnl
+from trading.models import LIVE_STATUSES, BotInstance, Fill, GridSlot, Order, Symbol
 
-log = logging.getLogger("quantmesh.admin")
-
-REFRESH_SECONDS = 5
 LADDER_MARGIN = 2  # levels shown beyond the buy and sell windows
 LADDER_MAX_ROWS = 41
 CHART_MAX_POINTS = 400
 LOCK_EVENTS_SHOWN = 15
-CANCEL_MAX_ORDERS = 100  # orders one admin cancel may send (one exchange request each)
 
 show = charts.format_number
 
@@ -349,180 +333,3 @@ def _duration(delta: timedelta) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d"
-
-
-# --- the page ------------------------------------------------------------------------------------
-DASHBOARD_PERMISSIONS = ("trading.view_symbol", "trading.view_order")
-
-
-def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """`/admin/dashboard/`. Mounted through `admin.site.admin_view`, so only active staff get
-    here; they also need the view permission on symbols and orders."""
-    if not request.user.has_perms(DASHBOARD_PERMISSIONS):
-        raise PermissionDenied
-    symbols = Symbol.objects.select_related("account").order_by("account__name", "symbol")
-    refresh = request.GET.get("refresh") != "0"
-    context = {
-        **admin.site.each_context(request),
-        "title": "Dashboard",
-        "cards": symbol_cards(symbols),
-        "instances": instances_overview(),
-        "lock_events": recent_lock_events(),
-        "stale_after": int(liveness.SINGLE_INSTANCE_STALE_AFTER.total_seconds()),
-        "lease_ttl": settings.QM_LEASE_TTL_MS / 1000,
-        "refresh_seconds": REFRESH_SECONDS if refresh else None,
-        "now": timezone.now(),
-        "can_change_symbols": request.user.has_perm("trading.change_symbol"),
-    }
-    return TemplateResponse(request, "admin/quantmesh/dashboard.html", context)
-
-
-# --- admin services: cancel orders -------------------------------------------------------------
-@dataclass(frozen=True)
-class CancelOutcome:
-    client_order_id: str
-    ok: bool
-    detail: str
-
-
-def orders_cancel_from_admin(orders: Iterable[Order], user) -> list[CancelOutcome]:
-    """Cancel live orders for an operator: per symbol one gateway, one lock service and one
-    engine writing as `admin:<username>` with the symbol's current fence token; each order goes
-    through `SymbolEngine.cancel`, under its cancel lock, and the exchange's answer is applied
-    to the ledger. Final orders are left alone. Never raises for one order's trouble: every
-    order gets an outcome."""
-    from locking.setup import lock_service_from_settings
-    from trading.engine import SymbolEngine, TickResult
-    from trading.errors import IllegalTransition, TradingError
-    from trading.exchange.errors import ExchangeFailure
-    from trading.exchange.session import session_for
-
-    writer_id = f"admin:{user.get_username()}"[:64]
-    by_symbol: dict[int, list[Order]] = {}
-    for order in orders:
-        by_symbol.setdefault(order.symbol_id, []).append(order)
-    outcomes: list[CancelOutcome] = []
-    for symbol_id, group in by_symbol.items():
-        symbol = Symbol.objects.select_related("account").get(pk=symbol_id)
-        live = []
-        for order in group:
-            order.refresh_from_db()
-            if order.is_live:
-                live.append(order)
-            else:
-                outcomes.append(CancelOutcome(order.client_order_id, False, f"already {order.get_status_display()}"))
-        if not live:
-            continue
-        try:
-            gateway = session_for(symbol.account).gateway()
-            locks = lock_service_from_settings(instance_id=writer_id)
-        except Exception as exc:  # no exchange or no lock service: nothing is sent (fail closed)
-            log.error("admin cancel for %s could not start: %s", symbol, exc)
-            outcomes += [CancelOutcome(o.client_order_id, False, f"not sent: {exc}") for o in live]
-            continue
-        try:
-            engine = SymbolEngine(symbol, gateway, locks, writer=services.Writer(writer_id, symbol.fence_token))
-            for order in live:
-                result = TickResult()
-                try:
-                    done = engine.cancel(order, result, reason=f"canceled from the admin by {user.get_username()}")
-                except IllegalTransition:
-                    # The bot applied the exchange's answer first (its own sync saw the cancel).
-                    order.refresh_from_db()
-                    done = order.status == OrderStatus.CANCELED
-                    if not done:
-                        outcomes.append(CancelOutcome(order.client_order_id, False, f"already {order.get_status_display()}"))
-                        continue
-                except (ExchangeFailure, TradingError) as exc:
-                    outcomes.append(CancelOutcome(order.client_order_id, False, f"failed: {exc}"))
-                    continue
-                order.refresh_from_db()
-                if done:
-                    outcomes.append(CancelOutcome(order.client_order_id, True, order.get_status_display()))
-                elif result.conflicts:
-                    outcomes.append(CancelOutcome(order.client_order_id, False, "cancel lock busy (another process is canceling it)"))
-                elif result.lock_errors:
-                    outcomes.append(CancelOutcome(order.client_order_id, False, "lock service unavailable; not sent"))
-                elif not order.is_live:
-                    outcomes.append(CancelOutcome(order.client_order_id, False, f"already {order.get_status_display()} at the exchange"))
-                else:
-                    outcomes.append(CancelOutcome(order.client_order_id, False, "not confirmed by the exchange; the next sync resolves it"))
-        finally:
-            locks.close()
-    for outcome in outcomes:
-        log.info("admin %s cancel %s: %s", writer_id, outcome.client_order_id, outcome.detail)
-    return outcomes
-
-
-# --- admin services: CSV exports ---------------------------------------------------------------
-ORDER_COLUMNS = [
-    "id", "created_at", "account", "symbol", "client_order_id", "exchange_order_id", "side", "level", "seq", "price",
-    "amount", "filled_amount", "average_price", "fee", "fee_currency", "status", "post_only", "instance_id",
-    "fence_token", "sent_at", "closed_at", "last_error",
-]
-FILL_COLUMNS = [
-    "id", "traded_at", "account", "symbol", "exchange_trade_id", "exchange_order_id", "client_order_id", "side",
-    "price", "amount", "fee", "fee_currency", "is_maker",
-]
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_cell(value) -> str:
-    """Decimals as exact plain strings (never an exponent), datetimes in ISO 8601 (UTC), None
-    empty; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int):
-        return str(value)
-    text = str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
-
-
-def _order_rows(queryset: QuerySet) -> Iterator[list]:
-    yield ORDER_COLUMNS
-    for o in queryset.select_related("symbol", "symbol__account").order_by("id").iterator(chunk_size=2000):
-        yield [
-            o.pk, o.created_at, o.symbol.account.name, o.symbol.symbol, o.client_order_id, o.exchange_order_id, o.side,
-            o.level, o.seq, o.price, o.amount, o.filled_amount, o.average_price, o.fee, o.fee_currency, o.status,
-            o.post_only, o.instance_id, o.fence_token, o.sent_at, o.closed_at, o.last_error,
-        ]
-
-
-def _fill_rows(queryset: QuerySet) -> Iterator[list]:
-    yield FILL_COLUMNS
-    for f in queryset.select_related("symbol", "account", "order").order_by("id").iterator(chunk_size=2000):
-        yield [
-            f.pk, f.traded_at, f.account.name, f.symbol.symbol, f.exchange_trade_id, f.exchange_order_id,
-            f.order.client_order_id if f.order else "", f.side, f.price, f.amount, f.fee, f.fee_currency, f.is_maker,
-        ]
-
-
-def _csv_response(rows: Iterator[list], name: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow([csv_cell(value) for value in row]) for row in rows),
-        content_type="text/csv; charset=utf-8",
-    )
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
-    return response
-
-
-def orders_csv_response(queryset: QuerySet) -> StreamingHttpResponse:
-    return _csv_response(_order_rows(queryset), "orders")
-
-
-def fills_csv_response(queryset: QuerySet) -> StreamingHttpResponse:
-    return _csv_response(_fill_rows(queryset), "fills")

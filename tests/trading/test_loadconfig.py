@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.factories import make_account, make_symbol
-from trading import configfile, services
+from trading import configfile, configimport
 from trading.configfile import ConfigError, parse_config, parse_distributed_lock, unified_symbol
 from trading.models import ExchangeAccount, Symbol
 
@@ -155,7 +155,7 @@ def test_a_float_is_read_exactly():
     assert entry.order_quantity == Decimal("20.3")
     assert isinstance(entry.buy_window_size, int) and entry.buy_window_size == 3
 
-    services.symbols_import(plan.symbols)
+    configimport.symbols_import(plan.symbols)
     stored = Symbol.objects.get(symbol="ETH/USDT")
     assert stored.price_interval == Decimal("0.1")
     assert stored.order_quantity == Decimal("20.3")
@@ -258,8 +258,8 @@ def test_the_model_rules_are_a_second_line_of_defence():
     plan = parse_config(SAMPLE.read_text())
     btc, eth = plan.symbols
     broken = configfile.SymbolEntry(**{**eth.__dict__, "buy_window_size": 0})  # past the file checks
-    with pytest.raises(services.ImportRefused) as excinfo:
-        services.symbols_import([btc, broken])
+    with pytest.raises(configimport.ImportRefused) as excinfo:
+        configimport.symbols_import([btc, broken])
     assert "trading.symbols[1] (ETH/USDT): buy_window_size:" in str(excinfo.value)
     assert ExchangeAccount.objects.count() == 0 and Symbol.objects.count() == 0
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trading import services
+from trading import configimport
 from trading.configfile import ConfigError, ConfigPlan, LockConfig, load_config
 
 DRY_RUN_WORDS = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
@@ -41,14 +41,14 @@ class Command(BaseCommand):
         source = opts["file"]
         try:
             plan = load_config(source, account=opts["account"])
-            result = services.symbols_import(plan.symbols, dry_run=opts["dry_run"])
+            result = configimport.symbols_import(plan.symbols, dry_run=opts["dry_run"])
         except ConfigError as exc:
             raise CommandError(refusal(source, exc.errors)) from None
-        except services.ImportRefused as exc:
+        except configimport.ImportRefused as exc:
             raise CommandError(refusal(source, exc.errors)) from None
         self.report(plan, result)
 
-    def report(self, plan: ConfigPlan, result: services.ImportResult) -> None:
+    def report(self, plan: ConfigPlan, result: configimport.ImportResult) -> None:
         out = self.stdout.write
         if result.dry_run:
             out(f"{plan.source}: dry run, nothing is written")

@@ -8,11 +8,11 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantmesh.settings")
     from django.core.management import execute_from_command_line
 
-    from quantmesh.config import ConfigError
+    from quantmesh.config import SettingsError
 
     try:
         execute_from_command_line(sys.argv)
-    except ConfigError as exc:
+    except SettingsError as exc:
         # One line naming the setting, no traceback.
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)

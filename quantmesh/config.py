@@ -1,7 +1,7 @@
 """Strict readers for settings that come from the environment.
 
 Every reader names the variable in its error, so a bad value stops start-up with one
-line that says what to fix (see `manage.py`, which prints `ConfigError` without a
+line that says what to fix (see `manage.py`, which prints `SettingsError` without a
 traceback).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ImproperlyConfigured):
+class SettingsError(ImproperlyConfigured):
     """A setting from the environment is missing or malformed."""
 
 
@@ -33,7 +33,7 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -43,18 +43,18 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name}={value} is above the maximum {maximum}")
+        raise SettingsError(f"{name}={value} is above the maximum {maximum}")
     return value
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).lower()
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+        raise SettingsError(f"{name}={value!r} is not one of: {', '.join(choices)}")
     return value
 
 
@@ -65,7 +65,7 @@ def env_secret(name: str, default: str = "") -> str:
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+            raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
     return os.environ.get(name, default)
 
 
@@ -80,15 +80,15 @@ def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | 
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{var} is not a valid URL: {exc}") from None
+        raise SettingsError(f"{var} is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if scheme == "sqlite":
         # sqlite:///relative/path or sqlite:////absolute/path
         raw_path = unquote(parts.path)
         if not raw_path or raw_path == "/":
-            raise ConfigError(f"{var}={url!r} names no database file (sqlite:///var/quantmesh.sqlite3)")
-        path = Path(raw_path[1:]) if not raw_path.startswith("//") else Path(raw_path[1:])
+            raise SettingsError(f"{var}={url!r} names no database file (sqlite:///var/quantmesh.sqlite3)")
+        path = Path(raw_path[1:])  # "/var/x.db" is relative, "//var/x.db" absolute
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         return {
@@ -109,12 +109,12 @@ def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | 
         "mariadb": "django.db.backends.mysql",
     }
     if scheme not in engines:
-        raise ConfigError(f"{var} has unsupported scheme {scheme!r} (use sqlite, postgres or mysql)")
+        raise SettingsError(f"{var} has unsupported scheme {scheme!r} (use sqlite, postgres or mysql)")
     name = unquote(parts.path.lstrip("/"))
     if not name:
-        raise ConfigError(f"{var}={_redact(url)!r} names no database (…/DBNAME)")
+        raise SettingsError(f"{var}={_redact(url)!r} names no database (…/DBNAME)")
     if not parts.hostname:
-        raise ConfigError(f"{var}={_redact(url)!r} names no host")
+        raise SettingsError(f"{var}={_redact(url)!r} names no host")
     entry = {
         "ENGINE": engines[scheme],
         "NAME": name,
@@ -143,11 +143,11 @@ def check_redis_url(url: str, *, var: str = "REDIS_URL") -> str:
         parts = urlsplit(url)
         _ = parts.port  # parses the port; raises ValueError when it is not a number
     except ValueError as exc:
-        raise ConfigError(f"{var} is not a valid URL: {exc}") from None
+        raise SettingsError(f"{var} is not a valid URL: {exc}") from None
     if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(f"{var}={_redact(url)!r} must start with redis://, rediss:// or unix://")
+        raise SettingsError(f"{var}={_redact(url)!r} must start with redis://, rediss:// or unix://")
     if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"{var}={_redact(url)!r} names no host")
+        raise SettingsError(f"{var}={_redact(url)!r} names no host")
     return url
 
 

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from quantmesh.config import (
-    ConfigError,
+    SettingsError,
     check_redis_url,
     env_bool,
     env_choice,
@@ -24,7 +24,7 @@ DEBUG = env_bool("QM_DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ConfigError("SECRET_KEY is not set (required unless QM_DEBUG=1)")
+        raise SettingsError("SECRET_KEY is not set (required unless QM_DEBUG=1)")
     SECRET_KEY = "insecure-development-key-only-used-with-QM_DEBUG"
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
@@ -33,7 +33,7 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split
 # --- trading -------------------------------------------------------------------------------------
 QM_INSTANCE_ID = env_str("QM_INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}"
 if len(QM_INSTANCE_ID) > 64:
-    raise ConfigError(f"QM_INSTANCE_ID is {len(QM_INSTANCE_ID)} characters long (at most 64)")
+    raise SettingsError(f"QM_INSTANCE_ID is {len(QM_INSTANCE_ID)} characters long (at most 64)")
 QM_LIVE_TRADING = env_bool("QM_LIVE_TRADING", False)
 QM_LOCK_BACKEND = env_choice("QM_LOCK_BACKEND", "nop", ("nop", "redis"))
 # Prefix of every lock key in Redis; instances that must exclude each other share it.
@@ -55,7 +55,7 @@ QM_CLOCK_MARGIN_MS = env_int("QM_CLOCK_MARGIN_MS", 2_000, minimum=0, maximum=60_
 # Test-only: the fault-injection suite freezes an instance at this fault point (trading.faultpoints).
 QM_TEST_PAUSE_AT = env_str("QM_TEST_PAUSE_AT")
 if QM_LOCK_BACKEND == "redis" and not os.environ.get("REDIS_URL"):
-    raise ConfigError("REDIS_URL is not set but QM_LOCK_BACKEND=redis needs it")
+    raise SettingsError("REDIS_URL is not set but QM_LOCK_BACKEND=redis needs it")
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [

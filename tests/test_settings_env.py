@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quantmesh.config import ConfigError, parse_database_url
+from quantmesh.config import SettingsError, parse_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def test_database_urls_parse_for_all_three_engines(tmp_path):
     lite = parse_database_url("sqlite:///var/x.sqlite3", base_dir=tmp_path)
     assert lite["NAME"] == str(tmp_path / "var" / "x.sqlite3")
     assert parse_database_url("sqlite:////abs/x.sqlite3")["NAME"] == "/abs/x.sqlite3"
-    with pytest.raises(ConfigError, match="DATABASE_URL"):
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
         parse_database_url("sqlite://")
 
 

@@ -135,6 +135,7 @@ class SymbolEngine:
         monotonic=time.monotonic,
     ):
         self.symbol = symbol
+        self.market = symbol.symbol  # the exchange's name for it, e.g. "BTC/USDT"
         self.gateway = gateway
         self.locks = locks
         self.writer = writer
@@ -143,7 +144,7 @@ class SymbolEngine:
         self.exchange_id = gateway.exchange.id
         self.rules: grid.MarketRules | None = None
         self.lattice: grid.Lattice | None = None
-        self.base, self.quote = symbol.symbol.split("/")
+        self.base, self.quote = self.market.split("/")
         self.post_only_rejects: dict[tuple[int, str], int] = {}
         self.buys_paused_until = 0.0
         self.short_of_quote = False  # the streamed balance could not pay the last buy the grid wanted
@@ -160,10 +161,10 @@ class SymbolEngine:
     def prepare(self) -> None:
         """Load the exchange's rules, anchor the lattice (once, persisted) and run the start-up
         position safety check. Raises `xerr.Rejected` when the exchange does not list the symbol."""
-        rules = self.gateway.market_rules(self.symbol.symbol)
+        rules = self.gateway.market_rules(self.market)
         if self.symbol.order_quantity < rules.min_notional:
             raise xerr.Rejected(
-                f"{self.symbol.symbol}: order_quantity {show(self.symbol.order_quantity)} is below the exchange's "
+                f"{self.market}: order_quantity {show(self.symbol.order_quantity)} is below the exchange's "
                 f"minimum notional {show(rules.min_notional)}"
             )
         services.symbol_store_market(
@@ -172,7 +173,7 @@ class SymbolEngine:
         self.rules = grid.MarketRules(
             tick=rules.tick_size, step=rules.step_size, min_notional=rules.min_notional, min_qty=rules.min_amount
         )
-        price = self.gateway.fetch_ticker(self.symbol.symbol).last
+        price = self.gateway.fetch_ticker(self.market).last
         self.last_price = price
         if self.symbol.anchor_price is None:
             services.symbol_anchor(self.symbol, price=grid.anchor_for(price, rules.tick_size))
@@ -194,7 +195,7 @@ class SymbolEngine:
                 f"{self.symbol.order_quantity}, fewer than position_safety_check={needed}"
             )
             services.symbol_pause(self.symbol, reason=reason)
-            log.error("%s %s", self.symbol.symbol, reason)
+            log.error("%s %s", self.market, reason)
 
     # --- the loop step -------------------------------------------------------------------------
     def tick(self) -> TickResult:
@@ -214,7 +215,7 @@ class SymbolEngine:
                 live = self.sync_fills_and_orders(result)
                 # The price is read after the fills, so the sells of what just filled are placed
                 # against a price at least as recent as those fills.
-                price = self.gateway.fetch_ticker(self.symbol.symbol).last
+                price = self.gateway.fetch_ticker(self.market).last
             result.price = self.last_price = price
             self._auto_resume()
             if self.symbol.status != Symbol.Status.RUNNING:
@@ -229,12 +230,12 @@ class SymbolEngine:
             wait = exc.retry_after or 5.0
             self.backoff_until = self.monotonic() + wait
             result.error = f"rate limited, backing off {wait:g}s"
-            log.warning("%s %s", self.symbol.symbol, result.error)
+            log.warning("%s %s", self.market, result.error)
         except (xerr.Ambiguous, xerr.Rejected) as exc:
             result.error = f"exchange: {exc}"
-            log.warning("%s exchange error: %s", self.symbol.symbol, exc)
+            log.warning("%s exchange error: %s", self.market, exc)
         except FencedWrite as exc:
-            record_event(FENCED, f"fence:{self.exchange_id}:{self.symbol.symbol}", owner=self.writer.instance_id,
+            record_event(FENCED, f"fence:{self.exchange_id}:{self.market}", owner=self.writer.instance_id,
                          token=self.writer.fence_token, detail=str(exc)[:300])
             raise LeaseLost(str(exc)) from exc
         return result
@@ -261,7 +262,7 @@ class SymbolEngine:
         sync still runs every `FULL_TRADE_SYNC_SECONDS` as a safety net.
         """
         live = self.ledger.live_orders()
-        remote_open = self.gateway.fetch_open_orders(self.symbol.symbol) if live else []
+        remote_open = self.gateway.fetch_open_orders(self.market) if live else []
         now = self.monotonic()
         if now >= self.next_full_trade_sync or trades_possible(live, remote_open):
             self.next_full_trade_sync = now + FULL_TRADE_SYNC_SECONDS
@@ -274,7 +275,7 @@ class SymbolEngine:
         """Apply trades since the last one seen; returns how many were new."""
         applied = 0
         while True:
-            trades = self.gateway.fetch_my_trades(self.symbol.symbol, since_ms=self.last_trade_ms, limit=1000)
+            trades = self.gateway.fetch_my_trades(self.market, since_ms=self.last_trade_ms, limit=1000)
             applied += self.apply_trades(trades)
             if len(trades) < 1000:
                 return applied
@@ -297,13 +298,13 @@ class SymbolEngine:
         the exchange, and every `STREAM_SAFETY_SECONDS` (staggered by symbol), so an event lost
         while a stream was down, or swallowed, is found there."""
         feed = self.feed
-        trades = [self.gateway.parse_trade(raw, self.symbol.symbol) for raw in feed.drain_trades()]
+        trades = [self.gateway.parse_trade(raw, self.market) for raw in feed.drain_trades()]
         if trades:
             result.fills += self.apply_trades(trades)
         now = self.monotonic()
         if feed.generation != self.feed_generation or feed.take_order_ended() or now >= self.next_safety_check:
             if feed.generation != self.feed_generation:
-                log.info("%s: streams (re)connected: resyncing orders and trades by REST", self.symbol.symbol)
+                log.info("%s: streams (re)connected: resyncing orders and trades by REST", self.market)
             self.feed_generation = feed.generation
             self.next_safety_check = now + STREAM_SAFETY_SECONDS + self.symbol.pk % 30  # staggered
             self.next_full_trade_sync = 0.0
@@ -351,7 +352,7 @@ class SymbolEngine:
                         # the account's order limits: wait for the balance to change instead.
                         if not self.short_of_quote:
                             log.info("%s buys wait: level %s costs %s %s, the stream reports %s free",
-                                     self.symbol.symbol, wanted.level, cost, self.quote, free)
+                                     self.market, wanted.level, cost, self.quote, free)
                         self.short_of_quote = True
                         result.rejected_reasons.append("stream_balance")
                         continue
@@ -359,7 +360,7 @@ class SymbolEngine:
                     self.short_of_quote = False
                 wait = self.gateway.take_order_slot()
                 if wait:
-                    log.info("%s order budget of the account spent; next orders in %.0fs", self.symbol.symbol, wait)
+                    log.info("%s order budget of the account spent; next orders in %.0fs", self.market, wait)
                     result.rejected_reasons.append("order_budget")
                     break
                 order = self.place(wanted, result)
@@ -380,7 +381,7 @@ class SymbolEngine:
         `locks.flush_deferred()` (place_wanted does)."""
         if not self.guard():
             return None
-        key = order_lock_key(self.exchange_id, self.symbol.symbol, wanted.level)
+        key = order_lock_key(self.exchange_id, self.market, wanted.level)
         try:
             pending = self.locks.request(key, ORDER_LOCK_TTL)
         except LockBackendUnavailable as exc:
@@ -411,12 +412,12 @@ class SymbolEngine:
             return None
         if grant is None:
             result.conflicts += 1
-            log.info("%s level %s: order lock busy, skipped this tick", self.symbol.symbol, level)
+            log.info("%s level %s: order lock busy, skipped this tick", self.market, level)
         return grant
 
     def _lock_unavailable(self, level: int, exc: LockBackendUnavailable, result: TickResult) -> None:
         result.lock_errors += 1
-        log.error("%s lock backend unavailable, order for level %s not placed: %s", self.symbol.symbol, level, exc)
+        log.error("%s lock backend unavailable, order for level %s not placed: %s", self.market, level, exc)
 
     def _settle(self, pending: PendingGrant) -> None:
         """Read a lock answer nobody will act on, and release what it granted."""
@@ -435,12 +436,12 @@ class SymbolEngine:
                 amount=wanted.amount, post_only=post_only, signed_at=ms_to_datetime(signed_at_ms),
             )
         except IntegrityError:
-            log.info("%s level %s %s: slot already has a live order; not sending", self.symbol.symbol, wanted.level, wanted.side)
+            log.info("%s level %s %s: slot already has a live order; not sending", self.market, wanted.level, wanted.side)
             return None
 
     def _withdraw(self, order: Order, reason: str) -> None:
         services.order_transition(order, OrderStatus.NOT_PLACED, writer=self.writer, note=f"not sent: {reason}")
-        log.info("%s order %s withdrawn before sending: %s", self.symbol.symbol, order.client_order_id, reason)
+        log.info("%s order %s withdrawn before sending: %s", self.market, order.client_order_id, reason)
 
     def _send(self, order: Order, wanted: grid.DesiredOrder, post_only: bool, signed_at_ms: int | None,
               grant: Grant, result: TickResult) -> Order:
@@ -450,7 +451,7 @@ class SymbolEngine:
             try:
                 faultpoints.reached("before_send")
                 remote = self.gateway.create_limit_order(
-                    symbol=self.symbol.symbol, side=wanted.side, amount=wanted.amount, price=wanted.price,
+                    symbol=self.market, side=wanted.side, amount=wanted.amount, price=wanted.price,
                     client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,
                 )
             finally:
@@ -467,7 +468,7 @@ class SymbolEngine:
             self._reject(order, f"insufficient funds: {exc}", result, "insufficient_funds")
             if wanted.side == grid.BUY:
                 self.buys_paused_until = self.monotonic() + self.symbol.margin_lock_duration_seconds
-                log.warning("%s buys paused for %ss: insufficient funds", self.symbol.symbol,
+                log.warning("%s buys paused for %ss: insufficient funds", self.market,
                             self.symbol.margin_lock_duration_seconds)
             return order
         except xerr.DuplicateClientOrderId:
@@ -483,13 +484,13 @@ class SymbolEngine:
         except xerr.Ambiguous as exc:
             services.order_transition(order, OrderStatus.UNKNOWN, writer=self.writer, note=f"ambiguous reply: {exc}"[:300],
                                       last_error=str(exc)[:300])
-            log.warning("%s order %s: ambiguous reply (%s); resolving by client id", self.symbol.symbol, cid, exc)
+            log.warning("%s order %s: ambiguous reply (%s); resolving by client id", self.market, cid, exc)
             self.resolve(order)
             return order
         services.order_apply_exchange_state(order, remote, writer=self.writer)
         result.placed.append(cid)
         result.placed_sides[wanted.side] += 1
-        log.info("%s placed %s %s %s @ %s%s", self.symbol.symbol, cid, wanted.side, wanted.amount, wanted.price,
+        log.info("%s placed %s %s %s @ %s%s", self.market, cid, wanted.side, wanted.amount, wanted.price,
                  "" if post_only else " (plain limit)")
         return order
 
@@ -497,7 +498,7 @@ class SymbolEngine:
         services.order_transition(order, OrderStatus.REJECTED, writer=self.writer, note=reason[:300], last_error=reason[:300])
         result.rejected.append(order.client_order_id)
         result.rejected_reasons.append(kind)
-        log.warning("%s order %s rejected: %s", self.symbol.symbol, order.client_order_id, reason)
+        log.warning("%s order %s rejected: %s", self.market, order.client_order_id, reason)
 
     def _release(self, grant) -> None:
         # Nothing here acts on the outcome, so the lock service may send the release and read its
@@ -518,13 +519,13 @@ class SymbolEngine:
 
     def cancel(self, order: Order, result: TickResult | None = None, *, reason: str = "") -> bool:
         """Cancel one order under its cancel lock. True when the exchange confirmed the cancel."""
-        key = cancel_lock_key(self.exchange_id, self.symbol.symbol, order.client_order_id)
+        key = cancel_lock_key(self.exchange_id, self.market, order.client_order_id)
         try:
             grant = self.locks.try_lock(key, CANCEL_LOCK_TTL)
         except LockBackendUnavailable as exc:
             if result is not None:
                 result.lock_errors += 1
-            log.error("%s lock backend unavailable, cancel of %s skipped: %s", self.symbol.symbol, order.client_order_id, exc)
+            log.error("%s lock backend unavailable, cancel of %s skipped: %s", self.market, order.client_order_id, exc)
             return False
         if grant is None:
             if result is not None:
@@ -534,11 +535,11 @@ class SymbolEngine:
             services.order_mark_cancel_requested(order, writer=self.writer)
             try:
                 remote = self.gateway.cancel_order(
-                    self.symbol.symbol, exchange_order_id=order.exchange_order_id or None,
+                    self.market, exchange_order_id=order.exchange_order_id or None,
                     client_order_id=order.client_order_id,
                 )
             except xerr.Ambiguous as exc:
-                log.warning("%s cancel of %s ambiguous (%s); next sync resolves it", self.symbol.symbol, order.client_order_id, exc)
+                log.warning("%s cancel of %s ambiguous (%s); next sync resolves it", self.market, order.client_order_id, exc)
                 return False
             if remote is None:
                 self.resolve(order)
@@ -547,7 +548,7 @@ class SymbolEngine:
             if result is not None:
                 result.canceled.append(order.client_order_id)
                 result.canceled_sides[order.side] += 1
-            log.info("%s canceled %s (%s)", self.symbol.symbol, order.client_order_id, reason)
+            log.info("%s canceled %s (%s)", self.market, order.client_order_id, reason)
             return True
         finally:
             self._release(grant)
@@ -586,7 +587,7 @@ class SymbolEngine:
         for fee, currency, price in self.symbol.fills.values_list("fee", "fee_currency", "price"):
             fees += pnl.fee_in_quote(fee=fee, fee_currency=currency, price=price, base=self.base, quote=self.quote)
         return SymbolStatus(
-            symbol=self.symbol.symbol,
+            symbol=self.market,
             price=self.last_price,
             open_buys=live.filter(side="buy").count(),
             open_sells=live.filter(side="sell").count(),

@@ -50,7 +50,7 @@ def test_a_busy_order_lock_sends_nothing_and_withdraws_the_intent(sim, make_engi
     locks, other = backends
     engine = make_engine(locks=locks)
     want = first_wanted(engine)
-    key = order_lock_key(engine.exchange_id, engine.symbol.symbol, want.level)
+    key = order_lock_key(engine.exchange_id, engine.market, want.level)
     held = as_other_owner(lambda: other.try_lock(key, ORDER_LOCK_TTL))
     assert held is not None
 
@@ -79,7 +79,7 @@ def test_the_order_locks_are_free_again_once_the_ticks_orders_are_placed(sim, ma
     assert placed.count() == len(plan)
     for order in placed:
         # Free at once: taken without waiting, long before the lock's TTL.
-        key = order_lock_key(engine.exchange_id, engine.symbol.symbol, order.level)
+        key = order_lock_key(engine.exchange_id, engine.market, order.level)
         grant = as_other_owner(lambda key=key: other.try_lock(key, ORDER_LOCK_TTL))
         assert grant is not None, f"order lock of level {order.level} still held"
         as_other_owner(lambda grant=grant: other.unlock(grant))
@@ -94,7 +94,7 @@ def test_a_lost_reply_releases_the_order_lock_before_asking_the_exchange(sim, ma
     sim.drop_next(count=1)  # the order is placed, its reply lost: the engine asks by client id
     order = engine.place(want, TickResult())
     assert order is not None and order.status == "open"
-    key = order_lock_key(engine.exchange_id, engine.symbol.symbol, want.level)
+    key = order_lock_key(engine.exchange_id, engine.market, want.level)
     grant = as_other_owner(lambda: other.try_lock(key, ORDER_LOCK_TTL))
     assert grant is not None
     as_other_owner(lambda: other.unlock(grant))

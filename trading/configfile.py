@@ -324,6 +324,19 @@ def _fits_symbol(symbol: str, raw: str, path: str, errors: list[str]) -> str | N
     return symbol
 
 
+def _checked(reader, check, value, where: str, errors: list[str]):
+    """`value` read by `reader` and passed by `check` (which returns a problem or ""); None, with
+    the problem added to `errors`, when either refuses it."""
+    parsed = reader(value, where, errors)
+    if parsed is None:
+        return None
+    problem = check(parsed)
+    if problem:
+        errors.append(f"{where}: {problem}")
+        return None
+    return parsed
+
+
 def _close_match(key: str, known: frozenset[str]) -> str:
     match = difflib.get_close_matches(key, sorted(known), n=1)
     return f" (did you mean {match[0]}?)" if match else ""
@@ -612,14 +625,9 @@ def _symbol_entry(
                 continue
             values[key] = values.get("buy_window_size") if default is _SAME_AS_BUY else default
             continue
-        parsed = reader(value, where, errors)
-        if parsed is None:
-            continue
-        problem = check(parsed)
-        if problem:
-            errors.append(f"{where}: {problem}")
-            continue
-        values[key] = parsed
+        parsed = _checked(reader, check, value, where, errors)
+        if parsed is not None:
+            values[key] = parsed
     quantity, minimum = values.get("order_quantity"), values.get("min_order_value")
     if quantity is not None and minimum is not None and quantity < minimum:
         errors.append(
@@ -666,19 +674,9 @@ def _grid_risk(block: Any, path: str, errors: list[str], ignored: list[str]) -> 
     enabled = _boolean(block.get("enabled", False), f"{path}.enabled", errors)
     layers, ratio = 0, Decimal(0)
     if block.get("max_grid_layers") is not None:
-        parsed = _integer(block["max_grid_layers"], f"{path}.max_grid_layers", errors)
-        if parsed is not None:
-            problem = not_negative(parsed)
-            if problem:
-                errors.append(f"{path}.max_grid_layers: {problem}")
-            layers = parsed
+        layers = _checked(_integer, not_negative, block["max_grid_layers"], f"{path}.max_grid_layers", errors) or 0
     if block.get("stop_loss_ratio") is not None:
-        parsed_ratio = _decimal(block["stop_loss_ratio"], f"{path}.stop_loss_ratio", errors)
-        if parsed_ratio is not None:
-            problem = below_one(parsed_ratio)
-            if problem:
-                errors.append(f"{path}.stop_loss_ratio: {problem}")
-            ratio = parsed_ratio
+        ratio = _checked(_decimal, below_one, block["stop_loss_ratio"], f"{path}.stop_loss_ratio", errors) or Decimal(0)
     if not enabled:
         for key in ("max_grid_layers", "stop_loss_ratio"):
             if block.get(key) is not None:

@@ -136,7 +136,7 @@ class Symbol(models.Model):
     step_size = money(null=True, blank=True, editable=False)
     min_notional = money(null=True, blank=True, editable=False)
 
-    # Highest fencing token seen for this symbol (DESIGN §4); ledger writes need token >= it.
+    # Highest fencing token seen for this symbol; ledger writes need token >= it.
     fence_token = models.BigIntegerField(default=0, editable=False)
     # Highest reconcile-lock token that wrote a reconcile run: a paused reconciler cannot write.
     reconcile_token = models.BigIntegerField(default=0, editable=False)
@@ -214,7 +214,7 @@ class Side(models.TextChoices):
 
 
 class Order(models.Model):
-    """The intent ledger (DESIGN §3): every order is a row before it is an HTTP request."""
+    """The intent ledger: every order is a row before it is an HTTP request."""
 
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
     client_order_id = models.CharField(max_length=36, unique=True, validators=[CLIENT_ID])

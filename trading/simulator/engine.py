@@ -463,9 +463,8 @@ class Engine:
             if order.symbol != market.spec.market_id:
                 continue
             reached = order.price >= low if order.side == BUY else order.price <= high
-            if reached:
-                trades.append(self._execute(market, order, self._fill_chunk(market, order),
-                                            is_maker=True))
+            if reached and (qty := self._fill_chunk(market, order)):
+                trades.append(self._execute(market, order, qty, is_maker=True))
         return trades
 
     def _fill_chunk(self, market: _Market, order: Order) -> Decimal:

@@ -217,9 +217,11 @@ class OrderMeter:
     10-second window and `per_day` per UTC day. An order that fills, even partly, no longer counts
     (Binance decrements the count), in the windows it was counted in."""
 
-    def __init__(self, per_10s: int, per_day: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, per_10s: int, per_day: int, clock: Callable[[], float] = time.time, *,
+                 long_window_s: int = 86_400) -> None:
         self.per_10s = per_10s
-        self.per_day = per_day
+        self.per_day = per_day  # per `long_window_s`: a UTC day on spot, a minute on USD-M futures
+        self.long_window_s = long_window_s
         self.clock = clock
         self._lock = threading.Lock()
         self._window = self._day = -1
@@ -234,7 +236,7 @@ class OrderMeter:
             self._roll(now)
             if self._in_window >= self.per_10s or self._in_day >= self.per_day:
                 self.refused += 1
-                wait = 10 - now % 10 if self._in_window >= self.per_10s else 86_400 - now % 86_400
+                wait = 10 - now % 10 if self._in_window >= self.per_10s else self.long_window_s - now % self.long_window_s
                 return False, self._in_window, self._in_day, max(1, math.ceil(wait))
             self._in_window += 1
             self._in_day += 1
@@ -276,7 +278,7 @@ class OrderMeter:
             self._counted.clear()
 
     def _roll(self, now: float) -> None:
-        window, day = int(now // 10), int(now // 86_400)
+        window, day = int(now // 10), int(now // self.long_window_s)
         if window != self._window:
             self._window, self._in_window = window, 0
         if day != self._day:

@@ -1,4 +1,5 @@
-"""The HTTP side of the simulator: Binance REST under `/api/v3/...`, control under `/sim/...`.
+"""The HTTP side of the simulator: Binance spot REST under `/api/v3/...`, USDⓈ-M futures under
+`/fapi/...` (when a futures account is configured), control under `/sim/...`.
 
 Standard library only: `ThreadingHTTPServer` with HTTP/1.1 keep-alive. The handler disables
 Nagle's algorithm; without that every keep-alive request stalls about 40 ms on the delayed ACK.
@@ -23,7 +24,9 @@ from .config import SimConfig
 from .control import ControlApi
 from .engine import Engine, now_ms
 from .errors import SimError
+from .fapi import FapiApi, FuturesControl
 from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
+from .futures import FuturesConfig, FuturesEngine
 
 logger = logging.getLogger("trading.simulator")
 
@@ -73,7 +76,8 @@ class SimulatorServer:
     """
 
     def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, clock: Callable[[], int] = now_ms, streams: bool = False) -> None:
+                 *, clock: Callable[[], int] = now_ms, streams: bool = False,
+                 futures: FuturesConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.with_streams = streams  # also serve Binance's WebSocket streams (trading.simulator.streams)
         self.streams = None
@@ -87,6 +91,18 @@ class SimulatorServer:
         self.engine.trade_listeners.append(lambda trade: self.orders.filled(trade.order_id))
         self.api = BinanceApi(self.engine, lambda: self.weights.limit)
         self.control = ControlApi(self.engine, self.faults, self.weights, self.orders)
+        self.spot = Venue(self.api, self.weights, self.orders, NEW_ORDER, FREE_WHEN_ACCEPTED, "1D")
+        self.futures: FuturesEngine | None = None
+        self.fapi: Venue | None = None
+        if futures is not None:
+            self.futures = FuturesEngine(futures, clock=clock)
+            # Binance counts fapi's weight and orders apart from spot's (another host, other limits).
+            fapi_orders = OrderMeter(futures.order_limit_10s, futures.order_limit_minute, long_window_s=60)
+            fapi_weights = WeightMeter(futures.weight_limit)
+            self.futures.trade_listeners.append(lambda trade: fapi_orders.filled(trade.order_id))
+            self.fapi = Venue(FapiApi(self.futures, lambda: fapi_weights.limit), fapi_weights, fapi_orders,
+                              FAPI_NEW_ORDER, FAPI_FREE_WHEN_ACCEPTED, "1M")
+            self.futures_control = FuturesControl(self.futures)
         self._stopping = threading.Event()
         self._count_lock = threading.Lock()
         self.ticking = threading.Event()  # with tick_seconds: cleared, the prices stand still
@@ -166,6 +182,8 @@ class SimulatorServer:
                 continue
             try:
                 self.engine.step()
+                if self.futures is not None:
+                    self.futures.step()
             except Exception:  # keep the timer alive whatever happens
                 logger.exception("price step failed")
 
@@ -228,6 +246,11 @@ class SimulatorServer:
                 return json_reply(400, {"error": "body must be a JSON object"})
         if path.rstrip("/") == "/sim/streams" or path.startswith("/sim/streams/"):
             return self._stream_control(method, path, body)
+        if path.rstrip("/") == "/sim/futures" or path.startswith("/sim/futures/"):
+            if self.futures is None:
+                return json_reply(404, {"error": "this simulator has no futures account"})
+            action = path.rstrip("/").removeprefix("/sim/futures").lstrip("/")
+            return json_reply(*self.futures_control.handle(method, action, body))
         status, payload = self.control.handle(method, path, body)
         return json_reply(status, payload)
 
@@ -245,29 +268,31 @@ class SimulatorServer:
 
     def _execute_api(self, method: str, path: str, raw_query: str, raw_body: str,
                      headers: Mapping[str, str]) -> Reply:
-        endpoint = self.api.route(method, path)
-        if endpoint is None:
+        venue = self.fapi if path.startswith("/fapi/") else self.spot
+        endpoint = venue.api.route(method, path) if venue is not None else None
+        if venue is None or endpoint is None:
             return json_reply(404, {"code": errors.UNKNOWN, "msg": f"Unknown endpoint {method} {path}"})
         extra: dict[str, str] = {}
         try:
-            banned = self.weights.ban_left()
+            weights = venue.weights
+            banned = weights.ban_left()
             if banned:
                 extra["Retry-After"] = str(banned)
-                raise errors.ip_banned(int(self.weights.banned_until * 1000))
+                raise errors.ip_banned(int(weights.banned_until * 1000))
             params = parse_params(raw_query, raw_body)
             weight = endpoint.weight_of(params)
-            allowed, used, retry_after = self.weights.charge(weight)
+            allowed, used, retry_after = weights.charge(weight)
             extra["X-MBX-USED-WEIGHT-1M"] = str(used)
             if not allowed:
                 extra["Retry-After"] = str(retry_after)
-                raise errors.too_much_weight(self.weights.limit)
+                raise errors.too_much_weight(weights.limit)
             if endpoint.signed:
                 self._verify(headers, raw_query, raw_body, params)
-            if (method, path) == NEW_ORDER:
-                return self._new_order(endpoint, params, weight, extra)
-            payload = endpoint.handler(self.api, params)
-            if (method, path) in FREE_WHEN_ACCEPTED:
-                extra["X-MBX-USED-WEIGHT-1M"] = str(self.weights.refund(weight))
+            if (method, path) == venue.new_order:
+                return self._new_order(venue, endpoint, params, weight, extra)
+            payload = endpoint.handler(venue.api, params)
+            if (method, path) in venue.free_when_accepted:
+                extra["X-MBX-USED-WEIGHT-1M"] = str(weights.refund(weight))
             return json_reply(200, payload, extra)
         except SimError as exc:
             return json_reply(exc.status, exc.payload(), extra)
@@ -276,24 +301,25 @@ class SimulatorServer:
             return json_reply(500, {"code": errors.UNKNOWN,
                                     "msg": "An unknown error occurred while processing the request."})
 
-    def _new_order(self, endpoint, params: Params, weight: int, extra: dict[str, str]) -> Reply:
+    def _new_order(self, venue: Venue, endpoint, params: Params, weight: int, extra: dict[str, str]) -> Reply:
         """An order request under the account's ORDERS limits; free of weight when accepted."""
-        allowed, in_10s, in_day, wait = self.orders.take()
+        orders = venue.orders
+        allowed, in_10s, in_long, wait = orders.take()
         if not allowed:
             extra["Retry-After"] = str(wait)
-            limit, interval = ((self.orders.per_10s, "10 SECOND") if in_10s >= self.orders.per_10s
-                               else (self.orders.per_day, "1 DAY"))
+            limit, interval = ((orders.per_10s, "10 SECOND") if in_10s >= orders.per_10s
+                               else (orders.per_day, "1 DAY" if venue.long_window == "1D" else "1 MINUTE"))
             raise errors.too_many_orders(limit, interval)
         try:
-            payload = endpoint.handler(self.api, params)
+            payload = endpoint.handler(venue.api, params)
         except SimError:
-            self.orders.give_back()
+            orders.give_back()
             raise
-        self.orders.placed(int(payload["orderId"]))
-        in_10s, in_day = self.orders.counts()
-        extra["X-MBX-USED-WEIGHT-1M"] = str(self.weights.refund(weight))
+        orders.placed(int(payload["orderId"]))
+        in_10s, in_long = orders.counts()
+        extra["X-MBX-USED-WEIGHT-1M"] = str(venue.weights.refund(weight))
         extra["X-MBX-ORDER-COUNT-10S"] = str(in_10s)
-        extra["X-MBX-ORDER-COUNT-1D"] = str(in_day)
+        extra[f"X-MBX-ORDER-COUNT-{venue.long_window}"] = str(in_long)
         return json_reply(200, payload, extra)
 
     def _verify(self, headers: Mapping[str, str], raw_query: str, raw_body: str,
@@ -335,6 +361,20 @@ class SimulatorServer:
 NEW_ORDER = ("POST", "/api/v3/order")
 # Binance charges no weight for an order request that succeeds (since 2026-04-02); failed ones pay.
 FREE_WHEN_ACCEPTED = {("DELETE", "/api/v3/order"), ("DELETE", "/api/v3/openOrders")}
+FAPI_NEW_ORDER = ("POST", "/fapi/v1/order")  # weight 0 on the IP limit; counts against ORDERS
+FAPI_FREE_WHEN_ACCEPTED: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class Venue:
+    """One REST API with its own request-weight and order-count limits (spot, or USDⓈ-M futures)."""
+
+    api: Any
+    weights: WeightMeter
+    orders: OrderMeter
+    new_order: tuple[str, str]
+    free_when_accepted: set[tuple[str, str]]
+    long_window: str  # the longer ORDERS window as the count header names it: 1D or 1M
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -401,7 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         if split.path.startswith("/sim/"):
             reply = sim.handle_control(method, split.path, split.query, body)
-        elif split.path.startswith("/api/"):
+        elif split.path.startswith(("/api/", "/fapi/")):
             reply = sim.handle_api(method, split.path, split.query, body, self.headers)
         else:
             reply = json_reply(404, {"error": f"unknown path {split.path}"})

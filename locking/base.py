@@ -41,24 +41,6 @@ logger = logging.getLogger("quantmesh.locking")
 
 Seconds = Union[int, float, Decimal]
 
-# The three lock paths of QuantMesh and their TTLs in seconds: order placement per grid level
-# (try once), order cancel per order (try once), reconcile per symbol (blocking, same timeout).
-ORDER_LOCK_TTL = 5
-CANCEL_LOCK_TTL = 3
-RECONCILE_LOCK_TTL = 30
-
-
-def order_lock_key(exchange: str, symbol: str, level: int) -> str:
-    return f"order:{exchange}:{symbol}:level:{level}"
-
-
-def cancel_lock_key(exchange: str, symbol: str, order_id: str | int) -> str:
-    return f"cancel:{exchange}:{symbol}:order:{order_id}"
-
-
-def reconcile_lock_key(exchange: str, symbol: str) -> str:
-    return f"reconcile:{exchange}:{symbol}"
-
 
 # --- errors -----------------------------------------------------------------------------------------
 

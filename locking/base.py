@@ -176,7 +176,10 @@ FENCED = "fenced"  # a write was refused by the fence (recorded by the code that
 
 
 @dataclass(frozen=True)
-class LockEvent:
+class LockEventMessage:
+    """One lock event as `record_event()` hands it to the event sink (the log by default;
+    `locking.recorder` stores it as a `locking.models.LockEvent` row)."""
+
     kind: str
     key: str
     owner: str = ""
@@ -185,7 +188,7 @@ class LockEvent:
     at: float = field(default_factory=time.time)  # wall clock, for display only
 
 
-EventSink = Callable[[LockEvent], None]
+EventSink = Callable[[LockEventMessage], None]
 
 _event_sink: EventSink | None = None
 
@@ -202,14 +205,14 @@ def set_event_sink(sink: EventSink | None) -> None:
     _event_sink = sink
 
 
-def log_event(event: LockEvent) -> None:
+def log_event(event: LockEventMessage) -> None:
     level = _EVENT_LEVELS.get(event.kind, logging.WARNING)
     logger.log(level, "lock %s key=%s owner=%s token=%s %s",
                event.kind, event.key, event.owner, event.token, event.detail)
 
 
 def record_event(kind: str, key: str, *, owner: str = "", token: int | None = None, detail: str = "") -> None:
-    event = LockEvent(kind=kind, key=key, owner=owner, token=token, detail=detail)
+    event = LockEventMessage(kind=kind, key=key, owner=owner, token=token, detail=detail)
     sink = _event_sink or log_event
     try:
         sink(event)

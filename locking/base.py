@@ -5,7 +5,7 @@ whichever comes first. A lease cannot by itself guarantee mutual exclusion when 
 (GC, SIGSTOP, a slow network), so every grant carries a fencing token that strictly increases per
 key; whatever the lock protects must check that token (the database fence) before it writes.
 
-Backends (`NopLock`, `RedisLock`) implement four small hooks; `LockService` turns them into the
+Backends (`NopLock`, `RedisLock`) implement three small hooks; `LockService` turns them into the
 public API and records metrics and events the same way for every backend:
 
     grant = locks.try_lock(key, ttl)           # Grant, or None when the key is held
@@ -418,17 +418,6 @@ class LockService(ABC):
                 self._held[(grant.owner, grant.key)] = renewed
         return renewed
 
-    def seed_fence(self, key: str, floor: int) -> int:
-        """Raise the key's fence counter to at least `floor`; return the counter.
-
-        Call it at start-up with the highest token the database has accepted for the key, so tokens
-        never regress below it (for example after Redis lost its data).
-        """
-        self._check_open()
-        _check_key(key)
-        _check_floor(floor)
-        return self._seed_fence(key, floor)
-
     @contextmanager
     def held(self, key: str, ttl: Seconds, timeout: Seconds | None = None, *,
              floor: int = 0) -> Iterator[Grant]:
@@ -486,10 +475,6 @@ class LockService(ABC):
     @abstractmethod
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         """Set the key's TTL to ttl_ms if the grant still holds it; raise NotOwned otherwise."""
-
-    @abstractmethod
-    def _seed_fence(self, key: str, floor: int) -> int:
-        """Set the key's fence counter to max(counter, floor) and return it."""
 
     def _close(self) -> None:
         """Release backend resources."""

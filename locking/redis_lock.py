@@ -126,17 +126,6 @@ local sep = string.find(value, ':', 1, true)
 return {-1, tonumber(string.sub(value, 1, (sep or 1) - 1)) or 0}
 """
 
-# KEYS: fence counter. ARGV: floor. Raises the counter to the floor; returns the counter.
-SEED_FENCE_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local floor = tonumber(ARGV[1])
-if current < floor then
-    redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-    return floor
-end
-return current
-"""
-
 _RESERVED = ("fence:", "wake:")
 
 
@@ -257,7 +246,6 @@ class RedisLock(LockService):
         self._release_script = self._client.register_script(RELEASE_SCRIPT)
         self._release_then_acquire_script = self._client.register_script(RELEASE_THEN_ACQUIRE_SCRIPT)
         self._extend_script = self._client.register_script(EXTEND_SCRIPT)
-        self._seed_script = self._client.register_script(SEED_FENCE_SCRIPT)
 
     def __repr__(self) -> str:
         return f"<RedisLock {self.address} namespace={self.namespace!r}>"
@@ -307,7 +295,7 @@ class RedisLock(LockService):
                 f"could be evicted. Set maxmemory-policy noeviction (or use a dedicated Redis).")
         try:  # loaded now, and this thread connected, so the first acquire is one round trip too
             for script in (self._acquire_script, self._release_script, self._release_then_acquire_script,
-                           self._extend_script, self._seed_script):
+                           self._extend_script):
                 self._client.script_load(script.script)
             self._thread_connection().connect()
         except RedisError as exc:
@@ -495,10 +483,6 @@ class RedisLock(LockService):
                                       [self.lock_key(grant.key)], [self._value(grant), ttl_ms])
         self._check_owned(grant, int(status), int(holder))
         return grant._replace(ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
-
-    def _seed_fence(self, key: str, floor: int) -> int:
-        self.lock_key(key)  # validates the key
-        return int(self._script("seed fence", key, self._seed_script, [self.fence_key(key)], [floor]))
 
     def _close(self) -> None:
         self.flush_deferred()  # this thread's deferred release, if any; other threads' expire with their TTL

@@ -158,16 +158,18 @@ def test_reentry_is_refused_before_any_round_trip(redis_lock: RedisLock, key: st
     redis_lock.unlock(grant)
 
 
-def test_seed_fence_raises_and_never_lowers(redis_lock: RedisLock, raw_redis: redis.Redis,
-                                            namespace: str, key: str) -> None:
-    assert redis_lock.seed_fence(key, 41) == 41
-    assert raw_redis.get(f"{namespace}fence:{key}") == "41"
-    assert redis_lock.seed_fence(key, 7) == 41
+def test_tokens_continue_from_the_fence_counter(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                namespace: str, key: str) -> None:
+    raw_redis.set(f"{namespace}fence:{key}", 41)
     grant = redis_lock.try_lock(key, 1)
     assert grant.token == 42
+    assert raw_redis.get(f"{namespace}fence:{key}") == "42"
+    redis_lock.unlock(grant)
+    grant = redis_lock.try_lock(key, 1, floor=7)  # a floor below the counter does not lower it
+    assert grant.token == 43
     redis_lock.unlock(grant)
     big = 2**52 + 3
-    assert redis_lock.seed_fence(key, big) == big
+    raw_redis.set(f"{namespace}fence:{key}", big)
     grant = redis_lock.try_lock(key, 1)
     assert grant.token == big + 1
     assert raw_redis.get(namespace + key) == f"{big + 1}:{grant.owner}"

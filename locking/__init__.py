@@ -12,7 +12,7 @@ from locking.base import (
     record_event,
     set_event_sink,
 )
-from locking.factory import LockSettings, build_lock_service, lock_settings_from_config
+from locking.factory import build_lock_service
 
 __all__ = [
     "AlreadyHeld",
@@ -22,11 +22,9 @@ __all__ = [
     "LockError",
     "LockEventMessage",
     "LockService",
-    "LockSettings",
     "LockStartupError",
     "NotOwned",
     "build_lock_service",
-    "lock_settings_from_config",
     "record_event",
     "set_event_sink",
 ]

@@ -97,8 +97,8 @@ class Grant(NamedTuple):
     `acquired` and `deadline` are `time.monotonic()` values. `acquired` is when the acquire request
     was sent, so the deadline (acquired + TTL - clock-drift margin) is never later than the
     backend's own expiry. `is_valid()` turns False at the deadline without asking the backend, so a
-    holder cut off from Redis still knows when to stop. (A named tuple rather than a dataclass: it
-    is built on every acquire, and a tuple is built in a third of the time.)
+    holder cut off from Redis still knows when to stop. It is a named tuple because one is built on
+    every acquire.
     """
 
     key: str

@@ -10,8 +10,7 @@ One round trip per operation: acquire, release and extend are each one Lua scrip
 The client is our own, with short socket timeouts and redis-py's retries turned off: a retried
 acquire or release could be applied twice or with its reply lost, and a dead server must turn into
 `LockBackendUnavailable` within about one socket timeout, not after a retry loop. The scripts go
-out on one connection per thread, written and read directly: checking a connection out of a pool
-and back in for every command cost more CPU than the rest of the client put together.
+out on one connection per thread, written and read directly, with no pool checkout per command.
 
 The acquire script is idempotent for its owner: if the key already holds our owner id (our earlier
 acquire went through but its reply was lost), it answers with that grant instead of "busy".
@@ -556,8 +555,8 @@ class RedisLock(LockService):
 
     @staticmethod
     def _send_script(connection: AbstractConnection, script: Script, keys: list[str], args: list[Any]) -> None:
-        # Packed by hiredis directly, past redis-py's own packing layer: the same bytes, in a third
-        # of the time, on the path of every order.
+        # Packed by hiredis directly, past redis-py's own packing layer (the bytes are the same):
+        # this runs on the path of every order.
         connection.send_packed_command([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))],
                                        check_health=False)
 

@@ -1,4 +1,5 @@
-"""Fault tests with real processes, a real Redis and a TCP proxy (locking.md section 10).
+"""Fault tests with real processes, a real Redis and a TCP proxy: contention, a killed or paused
+holder, lost replies and a partitioned holder.
 
 The workers live in tests/locking/lock_worker.py. Synchronisation goes through Redis lists and
 the workers' pipes, never through sleeps; the only sleeps left let a TTL run out.

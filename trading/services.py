@@ -10,8 +10,8 @@ from decimal import Decimal, localcontext
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from trading.errors import FencedWrite, IllegalTransition, TradingError
 from trading import pnl
+from trading.errors import FencedWrite, IllegalTransition, TradingError
 from trading.models import (
     FINAL_STATUSES,
     LIVE_STATUSES,

@@ -5,14 +5,14 @@ from locking.base import (
     LockBackendUnavailable,
     LockBusy,
     LockError,
-    LockEvent,
+    LockEventMessage,
     LockService,
     LockStartupError,
     NotOwned,
     record_event,
     set_event_sink,
 )
-from locking.factory import LockSettings, build_lock_service, lock_settings_from_config
+from locking.factory import build_lock_service
 
 __all__ = [
     "AlreadyHeld",
@@ -20,13 +20,11 @@ __all__ = [
     "LockBackendUnavailable",
     "LockBusy",
     "LockError",
-    "LockEvent",
+    "LockEventMessage",
     "LockService",
-    "LockSettings",
     "LockStartupError",
     "NotOwned",
     "build_lock_service",
-    "lock_settings_from_config",
     "record_event",
     "set_event_sink",
 ]

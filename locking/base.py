@@ -5,7 +5,7 @@ whichever comes first. A lease cannot by itself guarantee mutual exclusion when 
 (GC, SIGSTOP, a slow network), so every grant carries a fencing token that strictly increases per
 key; whatever the lock protects must check that token (the database fence) before it writes.
 
-Backends (`NopLock`, `RedisLock`) implement four small hooks; `LockService` turns them into the
+Backends (`NopLock`, `RedisLock`) implement three small hooks; `LockService` turns them into the
 public API and records metrics and events the same way for every backend:
 
     grant = locks.try_lock(key, ttl)           # Grant, or None when the key is held
@@ -40,24 +40,6 @@ from locking import metrics
 logger = logging.getLogger("quantmesh.locking")
 
 Seconds = Union[int, float, Decimal]
-
-# The three lock paths of QuantMesh and their TTLs in seconds: order placement per grid level
-# (try once), order cancel per order (try once), reconcile per symbol (blocking, same timeout).
-ORDER_LOCK_TTL = 5
-CANCEL_LOCK_TTL = 3
-RECONCILE_LOCK_TTL = 30
-
-
-def order_lock_key(exchange: str, symbol: str, level: int) -> str:
-    return f"order:{exchange}:{symbol}:level:{level}"
-
-
-def cancel_lock_key(exchange: str, symbol: str, order_id: str | int) -> str:
-    return f"cancel:{exchange}:{symbol}:order:{order_id}"
-
-
-def reconcile_lock_key(exchange: str, symbol: str) -> str:
-    return f"reconcile:{exchange}:{symbol}"
 
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -115,8 +97,8 @@ class Grant(NamedTuple):
     `acquired` and `deadline` are `time.monotonic()` values. `acquired` is when the acquire request
     was sent, so the deadline (acquired + TTL - clock-drift margin) is never later than the
     backend's own expiry. `is_valid()` turns False at the deadline without asking the backend, so a
-    holder cut off from Redis still knows when to stop. (A named tuple rather than a dataclass: it
-    is built on every acquire, and a tuple is built in a third of the time.)
+    holder cut off from Redis still knows when to stop. It is a named tuple because one is built on
+    every acquire.
     """
 
     key: str
@@ -194,7 +176,10 @@ FENCED = "fenced"  # a write was refused by the fence (recorded by the code that
 
 
 @dataclass(frozen=True)
-class LockEvent:
+class LockEventMessage:
+    """One lock event as `record_event()` hands it to the event sink (the log by default;
+    `locking.recorder` stores it as a `locking.models.LockEvent` row)."""
+
     kind: str
     key: str
     owner: str = ""
@@ -203,7 +188,7 @@ class LockEvent:
     at: float = field(default_factory=time.time)  # wall clock, for display only
 
 
-EventSink = Callable[[LockEvent], None]
+EventSink = Callable[[LockEventMessage], None]
 
 _event_sink: EventSink | None = None
 
@@ -220,14 +205,14 @@ def set_event_sink(sink: EventSink | None) -> None:
     _event_sink = sink
 
 
-def log_event(event: LockEvent) -> None:
+def log_event(event: LockEventMessage) -> None:
     level = _EVENT_LEVELS.get(event.kind, logging.WARNING)
     logger.log(level, "lock %s key=%s owner=%s token=%s %s",
                event.kind, event.key, event.owner, event.token, event.detail)
 
 
 def record_event(kind: str, key: str, *, owner: str = "", token: int | None = None, detail: str = "") -> None:
-    event = LockEvent(kind=kind, key=key, owner=owner, token=token, detail=detail)
+    event = LockEventMessage(kind=kind, key=key, owner=owner, token=token, detail=detail)
     sink = _event_sink or log_event
     try:
         sink(event)
@@ -433,17 +418,6 @@ class LockService(ABC):
                 self._held[(grant.owner, grant.key)] = renewed
         return renewed
 
-    def seed_fence(self, key: str, floor: int) -> int:
-        """Raise the key's fence counter to at least `floor`; return the counter.
-
-        Call it at start-up with the highest token the database has accepted for the key, so tokens
-        never regress below it (for example after Redis lost its data).
-        """
-        self._check_open()
-        _check_key(key)
-        _check_floor(floor)
-        return self._seed_fence(key, floor)
-
     @contextmanager
     def held(self, key: str, ttl: Seconds, timeout: Seconds | None = None, *,
              floor: int = 0) -> Iterator[Grant]:
@@ -501,10 +475,6 @@ class LockService(ABC):
     @abstractmethod
     def _extend(self, grant: Grant, ttl_ms: int) -> Grant:
         """Set the key's TTL to ttl_ms if the grant still holds it; raise NotOwned otherwise."""
-
-    @abstractmethod
-    def _seed_fence(self, key: str, floor: int) -> int:
-        """Set the key's fence counter to max(counter, floor) and return it."""
 
     def _close(self) -> None:
         """Release backend resources."""

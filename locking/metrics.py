@@ -22,8 +22,6 @@ from typing import Any, Callable
 
 from prometheus_client import REGISTRY, Counter, Histogram
 
-ACQUIRE_STATUSES = ("success", "busy", "timeout", "error")
-
 # Lock holds range from a few milliseconds (one order request) to tens of seconds (a reconcile pass).
 HOLD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 

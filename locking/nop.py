@@ -137,11 +137,6 @@ class NopLock(LockService):
             self._holders[grant.key] = renewed
         return renewed
 
-    def _seed_fence(self, key: str, floor: int) -> int:
-        with self._state:
-            self._last_token = max(self._last_token, floor)
-            return self._last_token
-
     # -- helpers; all called with self._state held --
 
     def _grant(self, key: str, ttl_ms: int, owner: str, floor: int, now: float) -> Grant:

@@ -17,7 +17,7 @@ log = logging.getLogger("quantmesh.locking")
 FOLD_WINDOW = timedelta(seconds=60)
 
 
-def record(event: base.LockEvent, *, instance_id: str) -> None:
+def record(event: base.LockEventMessage, *, instance_id: str) -> None:
     """Store one event; a repeat of the same (kind, key, instance) within a minute bumps the
     count of the existing row instead of adding a new one."""
     base.log_event(event)
@@ -36,7 +36,7 @@ def record(event: base.LockEvent, *, instance_id: str) -> None:
 def install(instance_id: str) -> None:
     """Route lock events of this process to the database (and the log)."""
 
-    def sink(event: base.LockEvent) -> None:
+    def sink(event: base.LockEventMessage) -> None:
         try:
             record(event, instance_id=instance_id)
         except Exception as exc:  # the lock path must never fail because of its audit trail

@@ -10,8 +10,7 @@ One round trip per operation: acquire, release and extend are each one Lua scrip
 The client is our own, with short socket timeouts and redis-py's retries turned off: a retried
 acquire or release could be applied twice or with its reply lost, and a dead server must turn into
 `LockBackendUnavailable` within about one socket timeout, not after a retry loop. The scripts go
-out on one connection per thread, written and read directly: checking a connection out of a pool
-and back in for every command cost more CPU than the rest of the client put together.
+out on one connection per thread, written and read directly, with no pool checkout per command.
 
 The acquire script is idempotent for its owner: if the key already holds our owner id (our earlier
 acquire went through but its reply was lost), it answers with that grant instead of "busy".
@@ -124,17 +123,6 @@ if not value then
 end
 local sep = string.find(value, ':', 1, true)
 return {-1, tonumber(string.sub(value, 1, (sep or 1) - 1)) or 0}
-"""
-
-# KEYS: fence counter. ARGV: floor. Raises the counter to the floor; returns the counter.
-SEED_FENCE_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local floor = tonumber(ARGV[1])
-if current < floor then
-    redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-    return floor
-end
-return current
 """
 
 _RESERVED = ("fence:", "wake:")
@@ -257,7 +245,6 @@ class RedisLock(LockService):
         self._release_script = self._client.register_script(RELEASE_SCRIPT)
         self._release_then_acquire_script = self._client.register_script(RELEASE_THEN_ACQUIRE_SCRIPT)
         self._extend_script = self._client.register_script(EXTEND_SCRIPT)
-        self._seed_script = self._client.register_script(SEED_FENCE_SCRIPT)
 
     def __repr__(self) -> str:
         return f"<RedisLock {self.address} namespace={self.namespace!r}>"
@@ -307,7 +294,7 @@ class RedisLock(LockService):
                 f"could be evicted. Set maxmemory-policy noeviction (or use a dedicated Redis).")
         try:  # loaded now, and this thread connected, so the first acquire is one round trip too
             for script in (self._acquire_script, self._release_script, self._release_then_acquire_script,
-                           self._extend_script, self._seed_script):
+                           self._extend_script):
                 self._client.script_load(script.script)
             self._thread_connection().connect()
         except RedisError as exc:
@@ -496,10 +483,6 @@ class RedisLock(LockService):
         self._check_owned(grant, int(status), int(holder))
         return grant._replace(ttl_ms=ttl_ms, deadline=self.deadline(sent, ttl_ms))
 
-    def _seed_fence(self, key: str, floor: int) -> int:
-        self.lock_key(key)  # validates the key
-        return int(self._script("seed fence", key, self._seed_script, [self.fence_key(key)], [floor]))
-
     def _close(self) -> None:
         self.flush_deferred()  # this thread's deferred release, if any; other threads' expire with their TTL
         self._pool.disconnect()
@@ -572,8 +555,8 @@ class RedisLock(LockService):
 
     @staticmethod
     def _send_script(connection: AbstractConnection, script: Script, keys: list[str], args: list[Any]) -> None:
-        # Packed by hiredis directly, past redis-py's own packing layer: the same bytes, in a third
-        # of the time, on the path of every order.
+        # Packed by hiredis directly, past redis-py's own packing layer (the bytes are the same):
+        # this runs on the path of every order.
         connection.send_packed_command([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))],
                                        check_health=False)
 

@@ -15,12 +15,13 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from locking.base import RECONCILE_LOCK_TTL, LockService, reconcile_lock_key
+from locking.base import LockService
 from reconciliation import metrics
 from reconciliation.models import Discrepancy, ReconcileRun
 from trading import services
 from trading.exchange.gateway import ExchangeGateway
 from trading.exchange.types import ExchangeOrder, Trade
+from trading.lockkeys import RECONCILE_LOCK_TTL, reconcile_lock_key
 from trading.models import LIVE_STATUSES, GridSlot, Order, Symbol
 from trading.sync import Change, LedgerSync
 

@@ -364,7 +364,9 @@ def parse_distributed_lock(block: Any, *, where: str = "distributed_lock") -> tu
           redis: {addr: "localhost:6379", password: "", db: 0, pool_size: 10}
 
     backend is "nop" (disabled or absent: a single instance) or "redis"; redis_url is None for
-    "nop" and may hold the password. Raises ConfigError listing every bad key."""
+    "nop" and may hold the password. The three are what `locking.build_lock_service(backend,
+    redis_url, namespace=namespace)` takes. Raises ConfigError listing every bad value and every
+    unknown key, each with its key path."""
     errors: list[str] = []
     lock = _parse_lock(block, where, errors)
     if errors or lock is None:

@@ -24,22 +24,12 @@ from typing import Callable
 from django.db import IntegrityError
 from django.utils import timezone
 
-from locking.base import (
-    CANCEL_LOCK_TTL,
-    FENCED,
-    ORDER_LOCK_TTL,
-    Grant,
-    LockBackendUnavailable,
-    LockService,
-    PendingGrant,
-    cancel_lock_key,
-    order_lock_key,
-    record_event,
-)
+from locking.base import FENCED, Grant, LockBackendUnavailable, LockService, PendingGrant, record_event
 from trading import faultpoints, grid, pnl, services
 from trading.errors import FencedWrite
 from trading.exchange import errors as xerr
 from trading.exchange.gateway import ExchangeGateway
+from trading.lockkeys import CANCEL_LOCK_TTL, ORDER_LOCK_TTL, cancel_lock_key, order_lock_key
 from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
 from trading.sync import LedgerSync, ms_to_datetime
 

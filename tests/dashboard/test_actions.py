@@ -85,8 +85,8 @@ def test_cancel_needs_a_reachable_exchange(admin_client, trading_engine, paper_s
 
 
 def test_cancel_waits_for_a_busy_cancel_lock(admin_client, trading_engine, redis_url, settings):
-    from locking.base import cancel_lock_key
     from locking.setup import lock_service_from_settings
+    from trading.lockkeys import cancel_lock_key
 
     settings.QM_LOCK_BACKEND = "redis"
     settings.REDIS_URL = redis_url

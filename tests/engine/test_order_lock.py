@@ -10,12 +10,13 @@ from typing import Iterator
 import pytest
 import redis
 
-from locking.base import ORDER_LOCK_TTL, LockService, order_lock_key
+from locking.base import LockService
 from locking.nop import NopLock
 from locking.redis_lock import RedisLock
 from tests.locking.proxy import RedisProxy
 from tests.locking.test_api import as_other_owner
 from trading.engine import TickResult
+from trading.lockkeys import ORDER_LOCK_TTL, order_lock_key
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)

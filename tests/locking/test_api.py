@@ -306,14 +306,15 @@ def test_floor_keeps_tokens_above_the_callers_fence(locks: LockService, key: str
     grant = locks.try_lock(key, 1, floor=1000)
     assert grant.token > 1000
     locks.unlock(grant)
-    assert locks.seed_fence(key, 5000) >= 5000
-    grant = locks.try_lock(key, 1)
+    grant = locks.try_lock(key, 1, floor=5000)
     assert grant.token > 5000
     locks.unlock(grant)
-    assert locks.seed_fence(key, 10) >= grant.token  # never lowers it
-    grant2 = locks.try_lock(key, 1)
-    assert grant2.token > grant.token
-    locks.unlock(grant2)
+    later = locks.try_lock(key, 1)  # no floor: the tokens still never go back
+    assert later.token > grant.token
+    locks.unlock(later)
+    last = locks.try_lock(key, 1, floor=10)  # a floor below the last token does not lower it
+    assert last.token > later.token
+    locks.unlock(last)
 
 
 @pytest.mark.parametrize("floor", [-1, 2**53, True, 1.5])

@@ -1,4 +1,5 @@
-"""Fault tests with real processes, a real Redis and a TCP proxy (locking.md section 10).
+"""Fault tests with real processes, a real Redis and a TCP proxy: contention, a killed or paused
+holder, lost replies and a partitioned holder.
 
 The workers live in tests/locking/lock_worker.py. Synchronisation goes through Redis lists and
 the workers' pipes, never through sleeps; the only sleeps left let a TTL run out.
@@ -20,7 +21,7 @@ import pytest
 import redis
 from redis.connection import parse_url
 
-from locking.base import LockBackendUnavailable, LockEvent, set_event_sink
+from locking.base import LockBackendUnavailable, LockEventMessage, set_event_sink
 from locking.redis_lock import RedisLock
 from tests.locking.conftest import REPO, in_thread, is_waiting, wait_until
 from tests.locking.proxy import RedisProxy
@@ -222,7 +223,7 @@ def test_f9_lost_release_reply_then_retry_is_not_a_lost_lock(proxy: tuple[RedisP
                                                              namespace: str, key: str) -> None:
     server, url = proxy
     locks = RedisLock(url, namespace=namespace)
-    events: list[LockEvent] = []
+    events: list[LockEventMessage] = []
     set_event_sink(events.append)
     try:
         grant = locks.try_lock(key, 5)

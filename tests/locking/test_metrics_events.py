@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 import locking.metrics
 from locking import base
-from locking.base import LockBackendUnavailable, LockBusy, LockEvent, LockService, NotOwned
+from locking.base import LockBackendUnavailable, LockBusy, LockEventMessage, LockService, NotOwned
 from locking.metrics import metric_label
 from locking.redis_lock import RedisLock
 from tests.locking.conftest import free_port
@@ -134,14 +134,14 @@ def test_metrics_can_be_turned_off(redis_url: str, namespace: str, raw_redis) ->
 
 
 @pytest.fixture
-def events() -> list[LockEvent]:
-    received: list[LockEvent] = []
+def events() -> list[LockEventMessage]:
+    received: list[LockEventMessage] = []
     base.set_event_sink(received.append)
     yield received
     base.set_event_sink(None)
 
 
-def test_events_reach_the_sink(locks: LockService, key: str, events: list[LockEvent]) -> None:
+def test_events_reach_the_sink(locks: LockService, key: str, events: list[LockEventMessage]) -> None:
     grant = locks.try_lock(key, 0.1)
 
     def contend() -> None:
@@ -162,7 +162,7 @@ def test_events_reach_the_sink(locks: LockService, key: str, events: list[LockEv
 
 
 def test_a_failing_sink_does_not_break_locking(locks: LockService, key: str) -> None:
-    def broken(event: LockEvent) -> None:
+    def broken(event: LockEventMessage) -> None:
         raise RuntimeError("sink is down")
 
     base.set_event_sink(broken)
@@ -176,6 +176,6 @@ def test_a_failing_sink_does_not_break_locking(locks: LockService, key: str) -> 
         base.set_event_sink(None)
 
 
-def test_record_event_is_there_for_fenced_writes(events: list[LockEvent]) -> None:
+def test_record_event_is_there_for_fenced_writes(events: list[LockEventMessage]) -> None:
     base.record_event(base.FENCED, "order:binance:BTC/USDT:level:3", token=7, detail="token 7 < stored 9")
     assert events[0].kind == "fenced" and events[0].token == 7

@@ -158,16 +158,18 @@ def test_reentry_is_refused_before_any_round_trip(redis_lock: RedisLock, key: st
     redis_lock.unlock(grant)
 
 
-def test_seed_fence_raises_and_never_lowers(redis_lock: RedisLock, raw_redis: redis.Redis,
-                                            namespace: str, key: str) -> None:
-    assert redis_lock.seed_fence(key, 41) == 41
-    assert raw_redis.get(f"{namespace}fence:{key}") == "41"
-    assert redis_lock.seed_fence(key, 7) == 41
+def test_tokens_continue_from_the_fence_counter(redis_lock: RedisLock, raw_redis: redis.Redis,
+                                                namespace: str, key: str) -> None:
+    raw_redis.set(f"{namespace}fence:{key}", 41)
     grant = redis_lock.try_lock(key, 1)
     assert grant.token == 42
+    assert raw_redis.get(f"{namespace}fence:{key}") == "42"
+    redis_lock.unlock(grant)
+    grant = redis_lock.try_lock(key, 1, floor=7)  # a floor below the counter does not lower it
+    assert grant.token == 43
     redis_lock.unlock(grant)
     big = 2**52 + 3
-    assert redis_lock.seed_fence(key, big) == big
+    raw_redis.set(f"{namespace}fence:{key}", big)
     grant = redis_lock.try_lock(key, 1)
     assert grant.token == big + 1
     assert raw_redis.get(namespace + key) == f"{big + 1}:{grant.owner}"
@@ -351,8 +353,8 @@ def test_two_instances_with_the_same_namespace_contend(redis_url: str, raw_redis
 # -- unlock_nowait: the release goes out at once, its answer is read at the next operation --
 
 @pytest.fixture
-def lock_events() -> Iterator[list[base.LockEvent]]:
-    received: list[base.LockEvent] = []
+def lock_events() -> Iterator[list[base.LockEventMessage]]:
+    received: list[base.LockEventMessage] = []
     base.set_event_sink(received.append)
     yield received
     base.set_event_sink(None)
@@ -372,7 +374,7 @@ def test_unlock_nowait_frees_the_key_without_another_operation(redis_lock: Redis
 
 
 def test_unlock_nowait_sends_one_request_and_reads_its_answer_with_the_next(
-        redis_lock: RedisLock, key: str, round_trips: list[int], lock_events: list[base.LockEvent]) -> None:
+        redis_lock: RedisLock, key: str, round_trips: list[int], lock_events: list[base.LockEventMessage]) -> None:
     redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: this thread's connection exists
     grant = redis_lock.try_lock(key, 5)
     before = round_trips[0]
@@ -385,7 +387,7 @@ def test_unlock_nowait_sends_one_request_and_reads_its_answer_with_the_next(
 
 def test_a_lock_lost_before_unlock_nowait_is_recorded_at_the_next_operation(
         redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
-        lock_events: list[base.LockEvent]) -> None:
+        lock_events: list[base.LockEventMessage]) -> None:
     grant = redis_lock.try_lock(key, 30)
     raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
     redis_lock.unlock_nowait(grant)
@@ -395,7 +397,7 @@ def test_a_lock_lost_before_unlock_nowait_is_recorded_at_the_next_operation(
 
 def test_unlock_nowait_still_releases_after_redis_lost_its_scripts(
         redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
-        lock_events: list[base.LockEvent]) -> None:
+        lock_events: list[base.LockEventMessage]) -> None:
     grant = redis_lock.try_lock(key, 30)
     raw_redis.script_flush()  # what a Redis restart does to the script cache
     redis_lock.unlock_nowait(grant)  # EVALSHA: refused with NOSCRIPT, sent again as EVAL on reading
@@ -429,7 +431,7 @@ def test_request_holds_the_key_in_redis_before_the_answer_is_read(redis_lock: Re
 
 
 def test_a_busy_answer_is_recorded_once_as_a_conflict(redis_lock: RedisLock, redis_url: str, namespace: str,
-                                                      key: str, lock_events: list[base.LockEvent]) -> None:
+                                                      key: str, lock_events: list[base.LockEventMessage]) -> None:
     other = RedisLock(redis_url, namespace=namespace, instance_id="other")
     try:
         held = other.try_lock(key, 5)
@@ -452,7 +454,7 @@ def test_request_after_redis_lost_its_scripts_still_acquires(redis_lock: RedisLo
 
 
 def test_request_to_an_unreachable_redis_fails_at_once(namespace: str, key: str,
-                                                       lock_events: list[base.LockEvent]) -> None:
+                                                       lock_events: list[base.LockEventMessage]) -> None:
     locks = RedisLock(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
     with pytest.raises(LockBackendUnavailable):
         locks.request(key, 5)
@@ -461,7 +463,7 @@ def test_request_to_an_unreachable_redis_fails_at_once(namespace: str, key: str,
 
 
 def test_a_redis_gone_silent_fails_the_wait_within_the_socket_timeout(
-        redis_url: str, namespace: str, key: str, lock_events: list[base.LockEvent]) -> None:
+        redis_url: str, namespace: str, key: str, lock_events: list[base.LockEventMessage]) -> None:
     options = redis.connection.parse_url(redis_url)
     proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
     locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)
@@ -497,7 +499,7 @@ def test_an_unread_answer_is_read_by_the_next_operation(redis_lock: RedisLock, k
 
 def test_a_deferred_release_goes_out_with_the_next_request(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                            namespace: str, key: str, round_trips: list[int],
-                                                           lock_events: list[base.LockEvent]) -> None:
+                                                           lock_events: list[base.LockEventMessage]) -> None:
     # Warm up: this thread's connection exists and Redis has the combined script.
     redis_lock.unlock_deferred(redis_lock.request(key + ":0", 5).wait())
     first = redis_lock.request(key + ":1", 5).wait()
@@ -549,7 +551,7 @@ def test_any_other_lock_call_sends_a_deferred_release_first(redis_lock: RedisLoc
 
 def test_a_lock_lost_before_its_deferred_release_is_recorded(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                              namespace: str, key: str,
-                                                             lock_events: list[base.LockEvent]) -> None:
+                                                             lock_events: list[base.LockEventMessage]) -> None:
     grant = redis_lock.request(key, 30).wait()
     raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
     redis_lock.unlock_deferred(grant)
@@ -561,7 +563,7 @@ def test_a_lock_lost_before_its_deferred_release_is_recorded(redis_lock: RedisLo
 
 def test_a_deferred_release_after_redis_lost_its_scripts(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                          namespace: str, key: str,
-                                                         lock_events: list[base.LockEvent]) -> None:
+                                                         lock_events: list[base.LockEventMessage]) -> None:
     grant = redis_lock.request(key, 30).wait()
     redis_lock.unlock_deferred(grant)
     raw_redis.script_flush()
@@ -573,7 +575,7 @@ def test_a_deferred_release_after_redis_lost_its_scripts(redis_lock: RedisLock, 
 
 def test_a_deferred_release_lost_with_redis_is_recorded_and_expires(
         redis_url: str, namespace: str, key: str, raw_redis: redis.Redis,
-        lock_events: list[base.LockEvent]) -> None:
+        lock_events: list[base.LockEventMessage]) -> None:
     options = redis.connection.parse_url(redis_url)
     proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
     locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)

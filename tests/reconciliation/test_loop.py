@@ -19,13 +19,13 @@ from decimal import Decimal
 
 import pytest
 
-from locking.base import reconcile_lock_key
 from locking.nop import NopLock
 from reconciliation.loop import LoopReconciler
 from reconciliation.models import Discrepancy, ReconcileRun
 from tests.procs import manage, wait_for
 from trading import services
 from trading.exchange.accounts import gateway_for
+from trading.lockkeys import reconcile_lock_key
 from trading.models import Fill, Order, Symbol
 
 pytestmark = pytest.mark.django_db(transaction=True)

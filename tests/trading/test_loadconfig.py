@@ -195,6 +195,8 @@ BAD_VALUES = [
                  "distributed_lock.redis.addr: the port must be 1-65535 (got 99999)", id="lock-port"),
     pytest.param(("pool_size: 10", "pool_size: many"),
                  "distributed_lock.redis.pool_size: expected an integer, got 'many'", id="lock-pool-size"),
+    pytest.param(("pool_size: 10", "pool_size: 10\n    retry_interval: 5"),
+                 "distributed_lock.redis.retry_interval: unknown key", id="lock-unknown-key"),
     pytest.param(('current_exchange: "binance"', 'current_exchange: "binance"\n  current_exchange: "okx"'),
                  "line 4, column 3: invalid YAML: while reading a mapping found the key 'current_exchange' twice",
                  id="repeated-key"),
@@ -384,6 +386,7 @@ def test_parse_distributed_lock():
     assert parse_distributed_lock({"enabled": True}) == ("redis", "redis://localhost:6379/0", "quantmesh:lock:")
     assert parse_distributed_lock({"enabled": False, "redis": {"addr": "x:1"}}) == ("nop", None, "quantmesh:lock:")
     assert parse_distributed_lock(None) == ("nop", None, "quantmesh:lock:")
+    assert parse_distributed_lock({}) == ("nop", None, "quantmesh:lock:")
     assert parse_distributed_lock({"enabled": True, "redis": {"addr": "[::1]:6379"}})[1] == "redis://[::1]:6379/0"
     assert configfile.mask_redis_url("redis://:p%40ss@h:1/0") == "redis://:****@h:1/0"
 
@@ -399,6 +402,58 @@ def test_parse_distributed_lock_names_every_bad_key():
     assert "distributed_lock.redis.addr: expected host:port, got 'a b'" in errors
     assert "distributed_lock.redis.db: must not be negative (got -1)" in errors
     assert "distributed_lock.redis.password: expected a string" in errors
+
+
+def test_the_lock_password_survives_the_url_round_trip():
+    from redis.connection import parse_url
+
+    _, url, _ = parse_distributed_lock({"enabled": True, "redis": {"addr": "10.0.0.5:6380", "password": "p@ss:w/rd"}})
+    assert url == "redis://:p%40ss%3Aw%2Frd@10.0.0.5:6380/0"
+    assert parse_url(url)["password"] == "p@ss:w/rd"
+
+
+@pytest.mark.parametrize("addr, url", [
+    ("127.0.0.1", "redis://127.0.0.1:6379/0"),
+    ("[::1]:6390", "redis://[::1]:6390/0"),
+    ("redis.internal:7000", "redis://redis.internal:7000/0"),
+])
+def test_lock_addresses(addr, url):
+    assert parse_distributed_lock({"enabled": True, "redis": {"addr": addr}})[1] == url
+
+
+@pytest.mark.parametrize("block, error", [
+    ({"enabled": "yes"}, "distributed_lock.enabled: expected true or false, got 'yes'"),
+    ({"enabled": False, "type": "etcd"},
+     "distributed_lock.type: must be 'redis', the only distributed lock backend (got 'etcd')"),
+    ({"enabled": True, "type": ""}, "distributed_lock.type: expected a non-empty string, got ''"),
+    ({"prefix": ""}, "distributed_lock.prefix: expected a non-empty string, got ''"),
+    ({"default_ttl": 0}, "distributed_lock.default_ttl: must be at least 1 (got 0)"),
+    ({"default_ttl": "soon"}, "distributed_lock.default_ttl: expected an integer, got 'soon'"),
+    ({"default_ttl": Decimal("2.5")}, "distributed_lock.default_ttl: expected an integer, got 2.5"),
+    ({"redis": "localhost"}, "distributed_lock.redis: expected a mapping, got 'localhost'"),
+    ({"redis": {"addr": "localhost:http"}}, "distributed_lock.redis.addr: expected host:port, got 'localhost:http'"),
+    ({"redis": {"addr": "localhost:70000"}}, "distributed_lock.redis.addr: the port must be 1-65535 (got 70000)"),
+    ({"redis": {"addr": ""}}, "distributed_lock.redis.addr: expected a non-empty string, got ''"),
+    ({"redis": {"db": "0"}}, "distributed_lock.redis.db: expected an integer, got '0'"),
+    ({"redis": {"pool_size": 0}}, "distributed_lock.redis.pool_size: must be at least 1 (got 0)"),
+    ("enabled", "distributed_lock: expected a mapping, got 'enabled'"),
+])
+def test_a_bad_lock_value_is_named(block, error):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_distributed_lock(block)
+    assert excinfo.value.errors == [error]
+
+
+def test_unknown_lock_keys_are_errors_naming_the_key():
+    block = {"enabled": False, "fallback_mode": "nop", "prefx": "qm:",
+             "redis": {"addr": "localhost:6379", "retry_interval": 5}}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_distributed_lock(block)
+    assert excinfo.value.errors == [
+        "distributed_lock.fallback_mode: unknown key",
+        "distributed_lock.prefx: unknown key (did you mean prefix?)",
+        "distributed_lock.redis.retry_interval: unknown key",
+    ]
 
 
 def test_unknown_trading_level_keys_are_reported_not_silent():

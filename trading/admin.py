@@ -7,7 +7,17 @@ from django.db import models
 from django.utils.html import format_html
 
 from trading import admin_actions, exports, services
-from trading.models import BotInstance, ExchangeAccount, Fill, GridSlot, Order, OrderEvent, Symbol
+from trading.models import (
+    BotInstance,
+    ExchangeAccount,
+    Fill,
+    FundingPayment,
+    GridSlot,
+    Order,
+    OrderEvent,
+    PositionSnapshot,
+    Symbol,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,12 +37,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ExchangeAccountAdmin(admin.ModelAdmin):
     # A base URL typed without a scheme is taken as http:// (the simulator's); real exchanges need none.
     formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
-    list_display = ["name", "exchange_id", "paper", "base_url", "api_key_env", "client_id_prefix"]
-    list_filter = ["exchange_id", "paper"]
+    list_display = ["name", "exchange_id", "market_type", "paper", "base_url", "api_key_env", "client_id_prefix"]
+    list_filter = ["exchange_id", "market_type", "paper"]
     search_fields = ["name"]
     readonly_fields = ["created_at"]
     fieldsets = [
-        (None, {"fields": ["name", "exchange_id", "paper", "base_url", "client_id_prefix"]}),
+        (None, {"fields": ["name", "exchange_id", "market_type", "paper", "base_url", "client_id_prefix"]}),
         (
             "Credentials",
             {
@@ -56,7 +66,8 @@ class SymbolAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     readonly_fields = [
         "status", "pause_reason", "paused_until", "anchor_price", "tick_size", "step_size", "min_notional",
-        "fence_token", "owner_instance", "owner_token", "owner_since", "base_offset", "created_at", "updated_at",
+        "fence_token", "owner_instance", "owner_token", "owner_since", "base_offset", "position_offset", "created_at",
+        "updated_at",
     ]
     actions = ["pause_symbols", "resume_symbols", "reconcile_now"]
     fieldsets = [
@@ -79,7 +90,14 @@ class SymbolAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Exchange rules and lattice", {"fields": ["anchor_price", "tick_size", "step_size", "min_notional", "base_offset"]}),
+        (
+            "Futures (USDⓈ-M accounts only)",
+            {"fields": ["leverage", "margin_mode", "max_leverage", "liquidation_buffer"], "classes": ["collapse"]},
+        ),
+        (
+            "Exchange rules and lattice",
+            {"fields": ["anchor_price", "tick_size", "step_size", "min_notional", "base_offset", "position_offset"]},
+        ),
         ("Ownership (multi-instance mode)", {"fields": ["owner_instance", "owner_token", "owner_since", "fence_token"]}),
     ]
 
@@ -171,6 +189,24 @@ class FillAdmin(ReadOnlyAdmin):
     @admin.display(description="symbol", ordering="symbol__symbol")
     def symbol_name(self, obj: Fill) -> str:
         return obj.symbol.symbol
+
+
+@admin.register(FundingPayment)
+class FundingPaymentAdmin(ReadOnlyAdmin):
+    list_display = ["funded_at", "symbol", "amount", "asset", "exchange_tran_id"]
+    list_filter = ["symbol__symbol", "account"]
+    search_fields = ["exchange_tran_id", "symbol__symbol"]
+    list_select_related = ["symbol", "symbol__account"]
+    date_hierarchy = "funded_at"
+
+
+@admin.register(PositionSnapshot)
+class PositionSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["taken_at", "symbol", "qty", "entry_price", "mark_price", "unrealized_pnl", "liquidation_price",
+                    "leverage", "margin_mode", "available_balance"]
+    list_filter = ["symbol__symbol"]
+    list_select_related = ["symbol", "symbol__account"]
+    date_hierarchy = "taken_at"
 
 
 @admin.register(GridSlot)

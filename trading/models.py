@@ -10,7 +10,7 @@ import os
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
@@ -48,12 +48,27 @@ def at_least(field: str, minimum: int) -> models.CheckConstraint:
     )
 
 
+class MarketType(models.TextChoices):
+    SPOT = "spot", "spot"
+    USDM = "usdm", "USDⓈ-M perpetual futures"
+
+
+class MarginMode(models.TextChoices):
+    KEEP = "", "as set on the exchange"
+    CROSS = "cross", "cross"
+    ISOLATED = "isolated", "isolated"
+
+
 class ExchangeAccount(models.Model):
     """An account at an exchange. Secrets are never stored: only the names of the environment
     variables (or `NAME_FILE` files) that hold them."""
 
     name = models.SlugField(max_length=64, unique=True)
     exchange_id = models.CharField(max_length=32, help_text="ccxt exchange id, e.g. binance")
+    market_type = models.CharField(
+        max_length=8, choices=MarketType.choices, default=MarketType.SPOT,
+        help_text="Spot, or USDⓈ-M perpetual futures in one-way mode (Binance's fapi).",
+    )
     paper = models.BooleanField(default=True, help_text="Trade against the built-in simulator.")
     base_url = models.URLField(blank=True, help_text="API base URL override (the simulator's URL for paper).")
     api_key_env = models.CharField(max_length=128, blank=True, validators=[ENV_NAME])
@@ -68,9 +83,21 @@ class ExchangeAccount(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(market_type__in=MarketType.values),
+                name="account_market_type_valid",
+                violation_error_message="market_type must be spot or usdm.",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.exchange_id}{', paper' if self.paper else ''})"
+        kind = ", futures" if self.market_type == MarketType.USDM else ""
+        return f"{self.name} ({self.exchange_id}{kind}{', paper' if self.paper else ''})"
+
+    @property
+    def is_futures(self) -> bool:
+        return self.market_type == MarketType.USDM
 
     def clean(self) -> None:
         import ccxt
@@ -130,6 +157,21 @@ class Symbol(models.Model):
         help_text="Pause when unrealised loss / position value reaches this (0 disables).",
     )
 
+    # Futures only (the account's market_type is usdm).
+    leverage = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(125)],
+        help_text="Futures: set on the exchange before trading (empty: keep the exchange's, only check it).",
+    )
+    margin_mode = models.CharField(max_length=8, choices=MarginMode.choices, blank=True, default=MarginMode.KEEP)
+    max_leverage = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(125)],
+        help_text="Futures: do not trade while the exchange's leverage is above this.",
+    )
+    liquidation_buffer = money(
+        default=Decimal("0.1"), validators=[NON_NEGATIVE],
+        help_text="Futures: pause buys while the mark is within this fraction of the liquidation price (0 disables).",
+    )
+
     # Lattice and exchange rules, persisted so restarts keep the same levels.
     anchor_price = money(null=True, blank=True, editable=False)
     tick_size = money(null=True, blank=True, editable=False)
@@ -146,6 +188,8 @@ class Symbol(models.Model):
     owner_since = models.DateTimeField(null=True, blank=True, editable=False)
     # Base-asset holdings at the exchange that the grid did not buy (set by the first reconcile).
     base_offset = money(null=True, blank=True, editable=False)
+    # Futures: the part of the exchange position the grid did not open (signed; first reconcile).
+    position_offset = money(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,7 +217,32 @@ class Symbol(models.Model):
                 name="symbol_status_valid",
                 violation_error_message="status must be running, paused or stopped.",
             ),
+            models.CheckConstraint(
+                condition=Q(leverage__isnull=True) | Q(leverage__gte=1, leverage__lte=125),
+                name="symbol_leverage_1_to_125",
+                violation_error_message="leverage must be from 1 to 125.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_leverage__gte=1, max_leverage__lte=125),
+                name="symbol_max_leverage_1_to_125",
+                violation_error_message="max_leverage must be from 1 to 125.",
+            ),
+            models.CheckConstraint(
+                condition=Q(margin_mode__in=MarginMode.values),
+                name="symbol_margin_mode_valid",
+                violation_error_message="margin_mode must be empty, cross or isolated.",
+            ),
+            non_negative("liquidation_buffer"),
+            models.CheckConstraint(
+                condition=LessThan(Num("liquidation_buffer"), 1),
+                name="symbol_liquidation_buffer_lt_1",
+                violation_error_message="liquidation_buffer must be below 1.",
+            ),
         ]
+
+    def clean(self) -> None:
+        if self.leverage is not None and self.leverage > self.max_leverage:
+            raise ValidationError({"leverage": f"leverage {self.leverage} is above max_leverage {self.max_leverage}."})
 
     def __str__(self) -> str:
         return f"{self.symbol}@{self.account.name}"
@@ -319,6 +388,8 @@ class Fill(models.Model):
     fee = money(default=Decimal("0"), validators=[NON_NEGATIVE])
     fee_currency = models.CharField(max_length=16, blank=True)
     is_maker = models.BooleanField(null=True)
+    realized_pnl = money(null=True, blank=True, help_text="Futures: the exchange's realised PnL of this trade "
+                                                            "(average-entry based, before fees; for audit).")
     traded_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -333,6 +404,52 @@ class Fill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.amount} {self.symbol.symbol} @ {self.price}"
+
+
+class FundingPayment(models.Model):
+    """A funding payment of a futures position as the exchange booked it (income FUNDING_FEE).
+    Append-only; unique per account and exchange transaction id, so storing it twice is a no-op."""
+
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="funding_payments")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="funding_payments")
+    exchange_tran_id = models.CharField(max_length=64)
+    amount = money(help_text="Signed, in the asset: negative was paid, positive received.")
+    asset = models.CharField(max_length=16)
+    funded_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-funded_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "exchange_tran_id"], name="funding_unique_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"funding {self.amount} {self.asset} {self.symbol.symbol} at {self.funded_at:%Y-%m-%d %H:%M}"
+
+
+class PositionSnapshot(models.Model):
+    """A futures position and its margin as the exchange reported them, one row per reconcile
+    pass: what the dashboard shows and the liquidation watch reads."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="position_snapshots")
+    qty = money(help_text="Signed contracts: long > 0.")
+    entry_price = money()
+    mark_price = money()
+    unrealized_pnl = money()
+    liquidation_price = money(null=True, blank=True)
+    leverage = models.PositiveSmallIntegerField(null=True, blank=True)
+    margin_mode = models.CharField(max_length=8, blank=True)
+    wallet_balance = money()
+    available_balance = money()
+    maint_margin = money()
+    taken_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.symbol.symbol} {self.qty} @ {self.entry_price} ({self.taken_at:%Y-%m-%d %H:%M:%S})"
 
 
 class GridSlot(models.Model):

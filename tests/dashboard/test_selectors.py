@@ -5,8 +5,8 @@ from decimal import Decimal
 from tests.dashboard.conftest import T0, WRITER, open_order, trade
 from tests.factories import make_symbol
 from trading import selectors, services
-from trading.selectors import LadderOrder
 from trading.models import GridSlot, Order, OrderStatus, Symbol
+from trading.selectors import LadderOrder
 
 
 def test_ladder_around_the_latest_fill(symbol):

@@ -68,7 +68,10 @@ def build(url: str, namespace: str) -> tuple[dict[str, Op], list[Callable[[], No
     nop = NopLock()
 
     def nop_op() -> None:
-        nop.unlock(nop.try_lock("order:binance:BTC/USDT:level:1", 5))
+        grant = nop.try_lock("order:binance:BTC/USDT:level:1", 5)
+        if grant is None:
+            raise RuntimeError("NopLock refused")
+        nop.unlock(grant)
 
     ops["NopLock"] = nop_op
 
@@ -79,7 +82,10 @@ def build(url: str, namespace: str) -> tuple[dict[str, Op], list[Callable[[], No
         key = f"order:binance:BTC/USDT:level:{int(record)}"
 
         def ours_op(ours: RedisLock = ours, key: str = key) -> None:
-            ours.unlock(ours.try_lock(key, 5))
+            grant = ours.try_lock(key, 5)
+            if grant is None:
+                raise RuntimeError("RedisLock busy")
+            ours.unlock(grant)
 
         ops[name] = ours_op
 
@@ -159,7 +165,7 @@ def main() -> None:
     _count_requests()
     namespace = f"bench:{uuid.uuid4().hex[:8]}:"
     ops, closers = build(args.url, namespace)
-    samples: dict[str, list[int]] = {name: [] for name in ops}
+    samples: dict[str, list[float]] = {name: [] for name in ops}
     requests: dict[str, int] = {name: 0 for name in ops}
     operations: dict[str, int] = {name: 0 for name in ops}
     try:

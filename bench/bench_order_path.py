@@ -31,6 +31,7 @@ import time
 import urllib.request
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import redis
 
@@ -50,7 +51,9 @@ class RoundTripLock(NopLock):
     def __init__(self, redis_url: str) -> None:
         super().__init__()
         self._redis = redis.Redis.from_url(redis_url, single_connection_client=True)
-        self._connection = self._redis.connection
+        connection = self._redis.connection
+        assert connection is not None  # single_connection_client=True opens it with the client
+        self._connection = connection
         self._connection.connect()
 
     def try_lock(self, key, ttl, *, floor=0):
@@ -157,7 +160,7 @@ def run(orders: int = 200, rounds: int = 5, latencies: tuple[int, ...] = (0, 20)
              ALONE: RedisLock(redis_url, namespace=f"bench:{uuid.uuid4().hex[:8]}:")}
     pinger = redis.Redis.from_url(redis_url, single_connection_client=True)
     sim, base_url = simulator(["BTC/USDT"], None, price="60000")
-    results = {"orders_per_round": orders, "rounds": rounds, "by_latency": {}}
+    results: dict[str, Any] = {"orders_per_round": orders, "rounds": rounds, "by_latency": {}}
     try:
         for ms in latencies:
             set_latency(base_url, ms)

@@ -40,7 +40,7 @@ def one(size: int) -> dict:
                               level=level, price=price, amount=Decimal("0.0002"), status="open",
                               exchange_order_id=str(order.order_id), instance_id="bench"))
         Order.objects.bulk_create(rows, batch_size=1000)
-        spent = defaultdict(float)
+        spent: defaultdict[str, float] = defaultdict(float)
         gateway_module.set_request_observer(lambda ex, method, seconds, error: spent.__setitem__(method, spent[method] + seconds))
         try:
             symbol.refresh_from_db()

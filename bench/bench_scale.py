@@ -70,10 +70,12 @@ class Proc:
                                       env=child_env(bot=args[0] == "runbot", **env),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True)
+        self.command = args[0]
         self.lines: list[tuple[float, str]] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.popen.stdout is not None  # stdout=PIPE
         for line in self.popen.stdout:
             self.lines.append((time.monotonic(), line.rstrip()))
 
@@ -91,11 +93,11 @@ class Proc:
                 break
             time.sleep(0.05)
         tail = "\n".join(line for _, line in self.lines[-20:])
-        raise RuntimeError(f"no line with {needle!r} from {self.popen.args[2]}:\n{tail}")
+        raise RuntimeError(f"no line with {needle!r} from {self.command}:\n{tail}")
 
     def started_trading(self, since: float = 0.0) -> dict[str, float]:
         """symbol -> when this process printed that it started trading it (after `since`)."""
-        found = {}
+        found: dict[str, float] = {}
         for at, line in list(self.lines):
             if at >= since and ": trading on " in line:
                 found.setdefault(line.split(":", 1)[0], at)

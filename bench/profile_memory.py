@@ -192,11 +192,13 @@ def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUT
         [sys.executable, "-m", "bench.profile_memory", "--child", reports, "runbot", "--account", account,
          "--instance-id", "memory", "--tick-interval", "1", "--status-interval", "3600"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = bot.stdout
+    assert output is not None  # stdout=PIPE
     started: set[str] = set()
     rows = []
     try:
         deadline = time.monotonic() + 180
-        for line in bot.stdout:
+        for line in output:
             if ": trading on " in line:
                 started.add(line.split(":", 1)[0])
             if len(started) == symbols or time.monotonic() > deadline:
@@ -204,7 +206,7 @@ def run(symbols: int, seconds: float, samples: int, frames: int, out: Path = OUT
         if len(started) < symbols:
             raise RuntimeError(f"only {len(started)} of {symbols} symbols started")
         # Keep reading the bot's output so that it never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in bot.stdout], daemon=True).start()
+        threading.Thread(target=lambda: [None for _ in output], daemon=True).start()
         time.sleep(30)
         t0 = time.monotonic()
         for n in range(1, samples + 1):

@@ -42,7 +42,8 @@ def profile(mode: str, ticks: int) -> str:
         engine = SymbolEngine(symbol, gateway_for(account), NopLock(), writer=services.Writer("profile", 0))
         engine.prepare()
         engine.tick()
-        queries, requests = [0], Counter()
+        queries = [0]
+        requests: Counter[str] = Counter()
 
         def count(execute, sql, params, many, context):
             queries[0] += 1

@@ -42,7 +42,7 @@ def main() -> int:
         subprocess.Popen([*manage, "runbot"], env=malloc.bot_environment(env), start_new_session=True),
     ]
 
-    stopping = []
+    stopping: list[bool] = []
 
     def stop(signum=None, frame=None):
         if stopping:

@@ -8,7 +8,7 @@ class DiscrepancyInline(admin.TabularInline):
     model = Discrepancy
     extra = 0
     can_delete = False
-    fields = ["kind", "action", "client_order_id", "exchange_order_id", "ledger_view", "exchange_view", "note"]
+    fields = ("kind", "action", "client_order_id", "exchange_order_id", "ledger_view", "exchange_view", "note")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -143,7 +144,8 @@ class Reconciler:
             changes: list = []
             sync.sync_orders(remote_open, changes=changes)
             outcome.findings += [_finding(c) for c in changes]
-            unapplied = [c.remote for c in trade_changes if self.dry_run]
+            # Every change apply_trades returns carries the trade it is about.
+            unapplied = [cast(Trade, c.remote) for c in trade_changes if self.dry_run]
             outcome.findings += self._check_balance(unapplied, sync)
         except Exception as exc:
             outcome.status = ReconcileRun.Status.FAILED

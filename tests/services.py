@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,7 +20,7 @@ def services_required() -> bool:
     return os.environ.get("QM_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 
 
-def missing_service(reason: str):
+def missing_service(reason: str) -> NoReturn:
     if services_required():
         pytest.fail(f"{reason} (QM_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
     pytest.skip(reason)

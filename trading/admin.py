@@ -2,8 +2,11 @@
 admin actions that call `trading.services`."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.db import models
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from trading import admin_actions, exports, services
@@ -146,7 +149,7 @@ class OrderEventInline(admin.TabularInline):
     model = OrderEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "from_status", "to_status", "note", "instance_id", "fence_token"]
+    fields = ("created_at", "from_status", "to_status", "note", "instance_id", "fence_token")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -155,6 +158,7 @@ class OrderEventInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
+    has_cancel_permission: Callable[[OrderAdmin, HttpRequest], bool]  # set below, with the cancel action
     list_display = [
         "client_order_id", "symbol_name", "side", "level", "price", "amount", "filled_amount", "status",
         "exchange_order_id", "instance_id", "created_at",
@@ -267,5 +271,6 @@ def export_fills_csv(modeladmin, request, queryset):
 
 
 OrderAdmin.has_cancel_permission = _has_cancel_permission
-OrderAdmin.actions = [*(OrderAdmin.actions or ()), cancel_selected_orders, export_orders_csv]
-FillAdmin.actions = [*(FillAdmin.actions or ()), export_fills_csv]
+# The stubs declare `actions` per instance (typed by the admin class), hence the ignores.
+OrderAdmin.actions = [*(OrderAdmin.actions or ()), cancel_selected_orders, export_orders_csv]  # type: ignore[misc]
+FillAdmin.actions = [*(FillAdmin.actions or ()), export_fills_csv]  # type: ignore[misc]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from numbers import Real
+from typing import cast
 
 Number = Real | Decimal
 X = datetime | Number
@@ -176,7 +177,7 @@ def _decimal(value: Number) -> Decimal:
 def _default_x_format(first: X, last: X) -> Callable[[X], str]:
     if isinstance(first, datetime) and isinstance(last, datetime):
         pattern = "%H:%M:%S" if first.date() == last.date() else "%Y-%m-%d %H:%M"
-        return lambda x: x.strftime(pattern)
+        return lambda x: cast(datetime, x).strftime(pattern)  # a series is all datetimes or none
     return lambda x: format_number(x) if not isinstance(x, datetime) else x.isoformat()
 
 

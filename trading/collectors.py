@@ -39,7 +39,7 @@ import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, cast
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -231,7 +231,7 @@ def register_collectors(registry: CollectorRegistry = REGISTRY) -> TradingStateC
     with _lock:
         existing = registry._names_to_collectors.get(_MARKER)  # no public lookup by name exists
         if existing is not None:
-            return existing
+            return cast(TradingStateCollector, existing)  # only this module registers under _MARKER
         collector = TradingStateCollector()
         registry.register(collector)
         return collector

@@ -343,6 +343,7 @@ class Bot:
             while True:
                 wait = interval
                 try:
+                    assert self.instance is not None, "start() registers the instance first"
                     BotInstance.objects.filter(pk=self.instance.pk).update(last_heartbeat=timezone.now(),
                                                                            feed=self.feed_state()[:255])
                     if self.multi and not self.stop_event.is_set():
@@ -368,25 +369,27 @@ class Bot:
         or who has yet to hand it over). Otherwise takeover would wait up to a whole cycle (TTL / 3)
         after the lease expired, which is more than the 2 s the failover target leaves. A lock
         backend that fails keeps the cycle's own pace (and its log lines)."""
-        for sid in self.leases.renew():
+        leases = self.leases
+        assert leases is not None, "leases exist in multi-instance mode, the only one with a lease cycle"
+        for sid in leases.renew():
             self._stop_symbol(sid, "lease lost")
         # Threads that ended by themselves (fenced, lease invalid) give their lease back.
         for sid, run in list(self.runs.items()):
             if run.thread is not None and not run.thread.is_alive():
                 self.runs.pop(sid, None)
-                self.leases.release(sid)
+                leases.release(sid)
         symbols = [s for s in self._current_symbols()]
-        to_take, to_hand_over = self.leases.wanted(symbols)
+        to_take, to_hand_over = leases.wanted(symbols)
         for sid in to_hand_over:
             self._stop_symbol(sid, "handed over to another instance")
-            self.leases.release(sid)
+            leases.release(sid)
         for symbol in to_take:
-            lease = self.leases.acquire(symbol, symbol.account.exchange_id)
+            lease = leases.acquire(symbol, symbol.account.exchange_id)
             if lease is not None:
                 self._start_symbol(symbol, services.Writer(self.options.instance_id, lease.token), guard=lease.is_valid)
-        soonest = LEASE_RETRY_SECONDS if self.leases.held_elsewhere else float("inf")
-        if self.leases.next_stale is not None:
-            soonest = min(soonest, (self.leases.next_stale - timezone.now()).total_seconds() + STALE_MARGIN_SECONDS)
+        soonest = LEASE_RETRY_SECONDS if leases.held_elsewhere else float("inf")
+        if leases.next_stale is not None:
+            soonest = min(soonest, (leases.next_stale - timezone.now()).total_seconds() + STALE_MARGIN_SECONDS)
         # Never sooner than the retry delay: a peer whose clock runs behind ours would otherwise
         # always look about to go stale and keep this loop spinning.
         return max(soonest, LEASE_RETRY_SECONDS)

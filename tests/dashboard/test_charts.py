@@ -22,13 +22,15 @@ def parse(svg: str) -> ET.Element:
 def polyline_points(root: ET.Element) -> list[tuple[float, float]]:
     line = root.find("svg:polyline", NS)
     assert line is not None
-    return [tuple(float(v) for v in pair.split(",")) for pair in line.get("points").split()]
+    pairs = [pair.split(",") for pair in line.attrib["points"].split()]
+    return [(float(x), float(y)) for x, y in pairs]
 
 
 def plot_box(root: ET.Element) -> tuple[float, float, float, float]:
     frame = root.find("svg:rect", NS)
-    x, y = float(frame.get("x")), float(frame.get("y"))
-    return x, y, x + float(frame.get("width")), y + float(frame.get("height"))
+    assert frame is not None
+    x, y = float(frame.attrib["x"]), float(frame.attrib["y"])
+    return x, y, x + float(frame.attrib["width"]), y + float(frame.attrib["height"])
 
 
 def test_points_scale_into_the_plot_box():

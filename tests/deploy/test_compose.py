@@ -395,8 +395,9 @@ def listening_ports(svc: dict) -> set[int]:
     argv = command_of(svc)
     ports = {int(str(port).split("/")[0]) for port in svc.get("expose") or []}
     for option in ("--metrics-port", "--port"):
-        if option_value(argv, option):
-            ports.add(int(option_value(argv, option)))
+        value = option_value(argv, option)
+        if value:
+            ports.add(int(value))
     bind = option_value(argv, "-b")
     if bind:
         ports.add(int(bind.rsplit(":", 1)[1]))

@@ -5,6 +5,7 @@ intent; a granted one is free again once the tick's orders are at the exchange."
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Iterator
 
 import pytest
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(params=["nop", "redis"])
 def backends(request: pytest.FixtureRequest) -> Iterator[tuple[LockService, LockService]]:
     """The engine's lock service, and one that another owner takes the same keys with."""
+    locks: LockService
     if request.param == "nop":
         locks = NopLock()
         yield locks, locks  # the other owner is another thread of the same service
@@ -81,9 +83,9 @@ def test_the_order_locks_are_free_again_once_the_ticks_orders_are_placed(sim, ma
     for order in placed:
         # Free at once: taken without waiting, long before the lock's TTL.
         key = order_lock_key(engine.exchange_id, engine.market, order.level)
-        grant = as_other_owner(lambda key=key: other.try_lock(key, ORDER_LOCK_TTL))
+        grant = as_other_owner(partial(other.try_lock, key, ORDER_LOCK_TTL))
         assert grant is not None, f"order lock of level {order.level} still held"
-        as_other_owner(lambda grant=grant: other.unlock(grant))
+        as_other_owner(partial(other.unlock, grant))
 
 
 def test_a_lost_reply_releases_the_order_lock_before_asking_the_exchange(sim, make_engine, backends) -> None:
@@ -108,7 +110,9 @@ def test_a_lock_answer_lost_in_a_partition_sends_nothing(sim, make_engine, redis
     try:
         engine = make_engine(locks=locks)
         want = first_wanted(engine)
-        locks.unlock(locks.try_lock("warm-up", 1))  # connected through the proxy
+        warm_up = locks.try_lock("warm-up", 1)  # connected through the proxy
+        assert warm_up is not None
+        locks.unlock(warm_up)
         proxy.mode = "blackhole"  # the acquire is written; no answer ever comes back
         result = TickResult()
         assert engine.place(want, result) is None

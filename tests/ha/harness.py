@@ -34,7 +34,7 @@ class Cluster:
             "QM_LEASE_TTL_MS": str(lease_ttl_ms), "QM_RECV_WINDOW_MS": "1000", "QM_CLOCK_MARGIN_MS": "500",
             **(extra_env or {}),
         }
-        self.procs: dict[str, object] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
 
     def log(self, name: str) -> Path:
         return self.tmp_path / f"{name}.log"

@@ -93,12 +93,12 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     cluster = Cluster(tmp_path, redis_server.url, lease_ttl_ms=LEASE_TTL_MS, extra_env=extra_env, unprotected=unsafe)
     stop_prices = threading.Event()
 
-    def move_prices():
+    def step_prices():
         while not stop_prices.wait(0.1):
             for market in MARKETS:
                 sim.engine.step(1, market)
 
-    mover = threading.Thread(target=move_prices, daemon=True)
+    mover = threading.Thread(target=step_prices, daemon=True)
     pending: list[tuple[float, str, str]] = []  # (due, action, target)
     down: set[str] = set()
     paused: set[str] = set()

@@ -17,7 +17,8 @@ def unprotect() -> None:
     from trading.exchange.gateway import ExchangeGateway
 
     services.fence_check = lambda **kwargs: None  # no fence: a stale writer's rows are accepted
-    services.slot_key = lambda *args: None  # no live-slot key: the database takes a second live order
+    # No live-slot key: the database takes a second live order.
+    services.slot_key = lambda *args: None  # type: ignore[assignment]  # None is what switches the key off
     deterministic = services.client_order_id
     # Ids no longer deterministic per intent, as a client that makes one up per request.
     services.client_order_id = lambda **kwargs: f"{deterministic(**kwargs)}-x{secrets.token_hex(3)}"
@@ -27,14 +28,14 @@ def unprotect() -> None:
     def signed_at_send_time(self, **kwargs):  # as a naive client would: the request window moves
         return create_limit_order(self, **{**kwargs, "signed_at_ms": None})
 
-    ExchangeGateway.create_limit_order = signed_at_send_time
+    ExchangeGateway.create_limit_order = signed_at_send_time  # type: ignore[method-assign]  # replacing it is the point here
 
     start_symbol = runner.Bot._start_symbol
 
     def unguarded(self, symbol, writer, guard=None):  # a lost lease no longer stops the thread
         return start_symbol(self, symbol, writer, guard=lambda: True)
 
-    runner.Bot._start_symbol = unguarded
+    runner.Bot._start_symbol = unguarded  # type: ignore[method-assign]  # replacing it is the point here
 
 
 if __name__ == "__main__":

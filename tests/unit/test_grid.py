@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal as D
+from typing import Any, cast
 
 import pytest
 
@@ -22,6 +23,7 @@ from trading.grid import (
     Lattice,
     LiveOrderView,
     MarketRules,
+    Side,
     Skipped,
     SlotView,
     anchor_for,
@@ -43,7 +45,7 @@ RULES = MarketRules(tick=D("0.01"), step=D("0.001"), min_notional=D("5"), min_qt
 
 
 def params(**overrides) -> GridParams:
-    values = dict(
+    values: dict[str, Any] = dict(
         interval=D("2"),
         order_quantity=D("30"),
         min_order_value=D("20"),
@@ -467,7 +469,7 @@ def random_case(rng: random.Random):
     live = []
     for level in rng.sample(range(here - 20, here + 20), rng.randint(0, 10)):
         if lattice.price(level) > 0:
-            side = rng.choice([BUY, SELL])
+            side = cast(Side, rng.choice([BUY, SELL]))
             live.append(LiveOrderView(side, level, lattice.price(level + (side == SELL)), ref=f"{side}{level}"))
     return grid, rules, lattice, price, slots, live
 

@@ -30,16 +30,16 @@ class Command(BaseCommand):
         parser.add_argument("--lock-timeout", type=float, default=30.0, help="seconds to wait for the reconcile lock")
 
     def handle(self, *args, **opts):
-        symbols = Symbol.objects.select_related("account")
+        chosen = Symbol.objects.select_related("account")
         if opts["account"]:
-            symbols = symbols.filter(account__name=opts["account"])
+            chosen = chosen.filter(account__name=opts["account"])
         if opts["symbol"]:
-            symbols = symbols.filter(symbol=opts["symbol"].strip().upper())
-            if not symbols.exists():
+            chosen = chosen.filter(symbol=opts["symbol"].strip().upper())
+            if not chosen.exists():
                 raise CommandError(f"--symbol: no symbol {opts['symbol']!r} is configured", returncode=2)
         else:
-            symbols = symbols.exclude(status=Symbol.Status.STOPPED)
-        symbols = list(symbols)
+            chosen = chosen.exclude(status=Symbol.Status.STOPPED)
+        symbols = list(chosen)
         if not symbols:
             raise CommandError("no symbol to reconcile", returncode=2)
         try:

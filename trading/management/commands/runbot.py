@@ -71,6 +71,11 @@ class Command(BaseCommand):
 
             port = serve_metrics(opts["metrics_port"], addr=opts["metrics_addr"])
             self.stdout.write(f"metrics: http://{opts['metrics_addr']}:{port}/metrics")
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
         bot = Bot(
             symbols, locks,
             BotOptions(
@@ -79,7 +84,7 @@ class Command(BaseCommand):
                 lease_ttl_ms=settings.QM_LEASE_TTL_MS, reconcile=not opts["no_reconcile"],
                 streams=not opts["no_streams"],
             ),
-            out=lambda line: (self.stdout.write(line), self.stdout.flush()),
+            out=out,
         )
 
         def on_signal(signum, frame):

@@ -50,7 +50,7 @@ def test_the_tree_as_it_is_keeps_every_contract(tmp_path):
         ("trading/exchange/gateway.py", "from trading import models\n", "Layers", "trading.exchange.gateway -> trading.models"),
         ("trading/services.py", "from trading import runner\n", "Layers", "trading.services -> trading.runner"),
         ("reconciliation/loop.py", "import quantmesh.urls\n", "Layers", "reconciliation.loop -> quantmesh.urls"),
-        ("trading/grid.py", "import django.db\n", "Grid and PnL math import no framework", "trading.grid -> django "),
+        ("trading/grid.py", "import django.db\n", "Grid, PnL and margin math import no framework", "trading.grid -> django "),
         ("trading/pnl.py", "from trading import models\n", "Layers", "trading.pnl -> trading.models"),
         ("trading/simulator/engine.py", "from django.utils import timezone\n", "The simulator stands alone",
          "trading.simulator.engine -> django "),

@@ -12,15 +12,18 @@ from django.utils import timezone
 
 from trading import pnl
 from trading.errors import FencedWrite, IllegalTransition, TradingError
+from trading.exchange.types import FuturesAccount, FuturesPosition
 from trading.models import (
     FINAL_STATUSES,
     LIVE_STATUSES,
     ORDER_TRANSITIONS,
     Fill,
+    FundingPayment,
     GridSlot,
     Order,
     OrderEvent,
     OrderStatus,
+    PositionSnapshot,
     Symbol,
 )
 
@@ -204,9 +207,12 @@ def fill_record(
     fee_currency: str,
     is_maker: bool | None,
     traded_at,
+    realized_pnl: Decimal | None = None,
 ) -> FillResult | None:
     """Apply one exchange trade: append the Fill, advance the order, move the slot's holding and
-    realised PnL. Idempotent: a trade id seen before changes nothing and returns None."""
+    realised PnL. Idempotent: a trade id seen before changes nothing and returns None.
+    `realized_pnl` is a futures exchange's own figure for the trade, kept on the Fill for audit;
+    the slot's PnL is computed here the same way for spot and futures."""
     fence_check(symbol_id=symbol.pk, writer=writer)
     if Fill.objects.filter(account_id=symbol.account_id, exchange_trade_id=trade_id).exists():
         return None
@@ -219,7 +225,7 @@ def fill_record(
             fill = Fill.objects.create(
                 account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
                 exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
-                fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at,
+                fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at, realized_pnl=realized_pnl,
             )
     except IntegrityError:
         return None  # another process applied this trade first
@@ -251,6 +257,29 @@ def fill_record(
         slot.round_trips += 1
     slot.save()
     return FillResult(fill, order, completed)
+
+
+def funding_record(*, symbol: Symbol, tran_id: str, amount: Decimal, asset: str, funded_at) -> FundingPayment | None:
+    """Append one funding payment as the exchange booked it. Idempotent: a transaction id seen
+    before changes nothing and returns None."""
+    try:
+        with transaction.atomic():
+            return FundingPayment.objects.create(
+                account_id=symbol.account_id, symbol=symbol, exchange_tran_id=tran_id, amount=amount, asset=asset,
+                funded_at=funded_at,
+            )
+    except IntegrityError:
+        return None
+
+
+def position_snapshot_record(symbol: Symbol, position: FuturesPosition, account: FuturesAccount) -> PositionSnapshot:
+    """Record what the exchange reports of a futures position and its account now."""
+    return PositionSnapshot.objects.create(
+        symbol=symbol, qty=position.qty, entry_price=position.entry_price, mark_price=position.mark_price,
+        unrealized_pnl=position.unrealized_pnl, liquidation_price=position.liquidation_price,
+        leverage=position.leverage, margin_mode=position.margin_mode, wallet_balance=account.wallet_balance,
+        available_balance=account.available_balance, maint_margin=account.maint_margin,
+    )
 
 
 @transaction.atomic

@@ -45,3 +45,23 @@ def test_a_funding_payment_is_stored_once_per_exchange_transaction():
     with pytest.raises(IntegrityError), transaction.atomic():
         FundingPayment.objects.create(**row)
     assert FundingPayment.objects.get().amount == Decimal("-0.05")
+
+
+def test_funding_record_appends_once_and_snapshots_keep_what_the_exchange_said():
+    from trading import services
+    from trading.exchange.types import FuturesAccount, FuturesPosition
+    from trading.models import PositionSnapshot
+
+    symbol = make_symbol(account=make_account(market_type=MarketType.USDM))
+    at = datetime(2026, 12, 1, 16, tzinfo=UTC)
+    first = services.funding_record(symbol=symbol, tran_id="7", amount=Decimal("-1.47"), asset="USDT", funded_at=at)
+    again = services.funding_record(symbol=symbol, tran_id="7", amount=Decimal("-1.47"), asset="USDT", funded_at=at)
+    assert first is not None and again is None
+    assert FundingPayment.objects.filter(symbol=symbol).count() == 1
+    position = FuturesPosition("BTC/USDT", Decimal("0.1"), Decimal("49000"), Decimal("48900"), Decimal("-10"),
+                               Decimal("40160.6"), "cross", 20)
+    account = FuturesAccount("USDT", Decimal("1000"), Decimal("990"), Decimal("745"), Decimal("245"),
+                             Decimal("19.56"), Decimal("-10"))
+    services.position_snapshot_record(symbol, position, account)
+    row = PositionSnapshot.objects.get(symbol=symbol)
+    assert (row.qty, row.liquidation_price, row.available_balance) == (Decimal("0.1"), Decimal("40160.6"), Decimal("745"))

@@ -72,3 +72,41 @@ class Trade:
     fee_currency: str
     is_maker: bool | None
     timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class FuturesPosition:
+    """A one-way futures position as the exchange reports it; flat is qty 0."""
+
+    symbol: str
+    qty: Decimal  # signed: long > 0
+    entry_price: Decimal
+    mark_price: Decimal
+    unrealized_pnl: Decimal
+    liquidation_price: Decimal | None
+    margin_mode: str  # cross or isolated
+    leverage: int | None  # None when the exchange's reply does not carry it
+
+
+@dataclass(frozen=True)
+class FuturesAccount:
+    """The margin asset's balances of a futures account."""
+
+    asset: str
+    wallet_balance: Decimal
+    margin_balance: Decimal  # wallet + unrealised PnL
+    available_balance: Decimal
+    initial_margin: Decimal
+    maint_margin: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class FundingEvent:
+    """One funding payment: negative was paid."""
+
+    tran_id: str
+    symbol: str
+    amount: Decimal
+    asset: str
+    timestamp_ms: int

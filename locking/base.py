@@ -262,8 +262,8 @@ class PendingGrant:
 
     __slots__ = ("_fetch", "_thread", "_answered", "_grant", "_error")
 
-    def __init__(self, fetch: Callable[[], None] | None = None) -> None:
-        self._fetch = fetch  # reads the answer, then calls answer() or fail()
+    def __init__(self, fetch: Callable[[], object] | None = None) -> None:
+        self._fetch = fetch  # reads the answer, then calls answer() or fail(); what it returns is unused
         self._thread = threading.get_ident()
         self._answered = False
         self._grant: Grant | None = None
@@ -285,6 +285,7 @@ class PendingGrant:
         if not self._answered:
             if threading.get_ident() != self._thread:
                 raise LockError("a lock request's answer can only be read by the thread that sent it")
+            assert self._fetch is not None  # only answered() makes one without a fetch, and answers it
             self._fetch()
             if not self._answered:  # its connection was closed before the answer could be read
                 self.fail(LockBackendUnavailable("the answer to a lock request was lost with its connection"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,7 +74,7 @@ SQLITE_INIT = "PRAGMA cache_size=-64"  # KiB of page cache per connection
 SQLITE_CACHED_STATEMENTS = 16
 
 
-def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | None = None) -> dict:
+def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | None = None) -> dict[str, Any]:
     """Turn `sqlite:///var/db.sqlite3`, `postgres://u:p@h:5432/db` or `mysql://u@h/db` into a
     Django DATABASES entry."""
     try:
@@ -115,7 +116,7 @@ def parse_database_url(url: str, *, var: str = "DATABASE_URL", base_dir: Path | 
         raise SettingsError(f"{var}={_redact(url)!r} names no database (…/DBNAME)")
     if not parts.hostname:
         raise SettingsError(f"{var}={_redact(url)!r} names no host")
-    entry = {
+    entry: dict[str, Any] = {
         "ENGINE": engines[scheme],
         "NAME": name,
         "USER": unquote(parts.username or ""),

@@ -467,7 +467,8 @@ def _has_credentials(exchanges: Mapping, name: str) -> bool:
     block = exchanges.get(name)
     if not isinstance(block, Mapping):
         return False
-    return any(isinstance(block.get(k), str) and block.get(k).strip() for k in ("api_key", "secret_key"))
+    values = (block.get(k) for k in ("api_key", "secret_key"))
+    return any(isinstance(value, str) and value.strip() for value in values)
 
 
 def _account_spec(

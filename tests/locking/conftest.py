@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import pytest
 import redis
 
-from locking.base import LockService
+from locking.base import Grant, LockService
 from locking.nop import NopLock
 from locking.redis_lock import RedisLock
 
@@ -24,6 +24,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
         if time.monotonic() > end:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.002)
+
+
+def granted(grant: Grant | None) -> Grant:
+    """The grant of an acquire the test expects to succeed (the key is free)."""
+    assert grant is not None, "the lock was not granted"
+    return grant
 
 
 def is_waiting(locks: LockService, raw: redis.Redis) -> bool:

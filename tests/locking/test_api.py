@@ -8,9 +8,9 @@ from typing import Callable, TypeVar
 
 import pytest
 
-from locking.base import AlreadyHeld, Grant, LockBusy, LockError, LockService, NotOwned
+from locking.base import AlreadyHeld, Grant, LockBusy, LockError, LockService, NotOwned, Seconds
 from locking.nop import NopLock
-from tests.locking.conftest import in_thread, is_waiting, wait_until
+from tests.locking.conftest import granted, in_thread, is_waiting, wait_until
 
 T = TypeVar("T")
 
@@ -45,14 +45,14 @@ def test_try_lock_returns_a_grant(locks: LockService, key: str) -> None:
 
 
 def test_grant_is_frozen(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 1)
+    grant = granted(locks.try_lock(key, 1))
     with pytest.raises(AttributeError):
         grant.token = 99  # type: ignore[misc]
     locks.unlock(grant)
 
 
 def test_try_lock_on_a_held_key_returns_none(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     assert as_other_owner(lambda: locks.try_lock(key, 5)) is None
     locks.unlock(grant)
     other = as_other_owner(lambda: locks.try_lock(key, 5))
@@ -61,7 +61,7 @@ def test_try_lock_on_a_held_key_returns_none(locks: LockService, key: str) -> No
 
 
 def test_same_owner_asking_again_is_an_error_not_a_deadlock(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     with pytest.raises(AlreadyHeld):
         locks.try_lock(key, 5)
     started = time.monotonic()
@@ -72,21 +72,24 @@ def test_same_owner_asking_again_is_an_error_not_a_deadlock(locks: LockService, 
         with locks.held(key, 5):
             pass
     assert locks.unlock(grant) is True
-    locks.unlock(locks.try_lock(key, 5))
+    locks.unlock(granted(locks.try_lock(key, 5)))
 
 
 def test_tokens_strictly_increase_per_key(locks: LockService, key: str) -> None:
     tokens = []
     for _ in range(20):
-        grant = locks.try_lock(key, 1)
+        grant = granted(locks.try_lock(key, 1))
         tokens.append(grant.token)
         locks.unlock(grant)
     assert tokens == sorted(set(tokens))
 
 
 def test_ttl_in_seconds_as_int_float_or_decimal(locks: LockService, key: str) -> None:
-    for ttl, ms in [(2, 2000), (0.25, 250), (Decimal("0.3333"), 334), (0.0001, 1), (Decimal("1.5"), 1500)]:
-        grant = locks.try_lock(key, ttl)
+    cases: list[tuple[Seconds, int]] = [
+        (2, 2000), (0.25, 250), (Decimal("0.3333"), 334), (0.0001, 1), (Decimal("1.5"), 1500),
+    ]
+    for ttl, ms in cases:
+        grant = granted(locks.try_lock(key, ttl))
         assert grant.ttl_ms == ms, ttl
         locks.unlock(grant)
 
@@ -110,7 +113,7 @@ def test_bad_key_is_refused(locks: LockService, bad_key: object) -> None:
 
 
 def test_unlock_by_another_thread_with_the_grant_works(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     assert as_other_owner(lambda: locks.unlock(grant)) is True
     again = locks.try_lock(key, 5)
     assert again is not None
@@ -118,7 +121,7 @@ def test_unlock_by_another_thread_with_the_grant_works(locks: LockService, key: 
 
 
 def test_double_unlock_is_not_owned(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     locks.unlock(grant)
     with pytest.raises(NotOwned) as caught:
         locks.unlock(grant)
@@ -126,7 +129,7 @@ def test_double_unlock_is_not_owned(locks: LockService, key: str) -> None:
 
 
 def test_extend_replaces_the_ttl(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 1)
+    grant = granted(locks.try_lock(key, 1))
     longer = locks.extend(grant, 3)
     assert (longer.token, longer.key, longer.owner) == (grant.token, grant.key, grant.owner)
     assert longer.ttl_ms == 3000
@@ -156,7 +159,7 @@ def test_held_releases_when_the_block_raises(locks: LockService, key: str) -> No
 
 
 def test_held_on_a_busy_key_raises_lock_busy(locks: LockService, key: str) -> None:
-    grant = as_other_owner(lambda: locks.try_lock(key, 5))
+    grant = granted(as_other_owner(lambda: locks.try_lock(key, 5)))
     with pytest.raises(LockBusy):
         with locks.held(key, 5):
             pytest.fail("must not enter")
@@ -172,13 +175,12 @@ def test_held_raises_not_owned_when_the_lease_was_lost(locks: LockService, key: 
     with pytest.raises(NotOwned):
         with locks.held(key, 0.1) as grant:
             wait_past(grant)
-            taker = as_other_owner(lambda: locks.try_lock(key, 5))
-            assert taker is not None
+            taker = granted(as_other_owner(lambda: locks.try_lock(key, 5)))
     locks.unlock(taker)
 
 
 def test_lock_times_out_with_lock_busy(locks: LockService, key: str) -> None:
-    holder = as_other_owner(lambda: locks.try_lock(key, 10))
+    holder = granted(as_other_owner(lambda: locks.try_lock(key, 10)))
     started = time.monotonic()
     with pytest.raises(LockBusy) as caught:
         locks.lock(key, 5, timeout=0.3)
@@ -189,7 +191,7 @@ def test_lock_times_out_with_lock_busy(locks: LockService, key: str) -> None:
 
 
 def test_lock_with_zero_timeout_tries_once(locks: LockService, key: str) -> None:
-    holder = as_other_owner(lambda: locks.try_lock(key, 10))
+    holder = granted(as_other_owner(lambda: locks.try_lock(key, 10)))
     with pytest.raises(LockBusy):
         locks.lock(key, 5, timeout=0)
     locks.unlock(holder)
@@ -198,7 +200,7 @@ def test_lock_with_zero_timeout_tries_once(locks: LockService, key: str) -> None
 
 
 def test_waiter_is_woken_by_release_not_by_ttl(locks: LockService, key: str, raw) -> None:
-    holder = locks.try_lock(key, 10)
+    holder = granted(locks.try_lock(key, 10))
     waiter, box = in_thread(lambda: locks.lock(key, 5, timeout=8))
     wait_until(lambda: is_waiting(locks, raw), what="the waiter to block")
     released = time.monotonic()
@@ -211,7 +213,7 @@ def test_waiter_is_woken_by_release_not_by_ttl(locks: LockService, key: str, raw
 
 
 def test_waiter_gets_the_lock_when_the_holder_ttl_runs_out(locks: LockService, key: str) -> None:
-    holder = as_other_owner(lambda: locks.try_lock(key, 0.3))  # never released
+    holder = granted(as_other_owner(lambda: locks.try_lock(key, 0.3)))  # never released
     grant = locks.lock(key, 5, timeout=3)
     elapsed = time.monotonic() - holder.acquired
     assert grant.token > holder.token
@@ -246,7 +248,7 @@ def test_threads_exclude_each_other(locks: LockService, key: str) -> None:
 
 def test_stale_release_is_not_owned_and_leaves_the_new_holder_alone(locks: LockService, key: str) -> None:
     """F10: A's TTL runs out, B acquires, A releases with its stale grant."""
-    a = locks.try_lock(key, 0.1)
+    a = granted(locks.try_lock(key, 0.1))
     wait_past(a)
     b = as_other_owner(lambda: locks.try_lock(key, 5))
     assert b is not None and b.token > a.token
@@ -258,7 +260,7 @@ def test_stale_release_is_not_owned_and_leaves_the_new_holder_alone(locks: LockS
 
 
 def test_foreign_grant_release_and_extend_are_not_owned(locks: LockService, key: str) -> None:
-    b = as_other_owner(lambda: locks.try_lock(key, 5))
+    b = granted(as_other_owner(lambda: locks.try_lock(key, 5)))
     forged_token = b._replace(token=b.token + 1)
     forged_owner = b._replace(owner="someone-else")
     for forged in (forged_token, forged_owner):
@@ -271,15 +273,15 @@ def test_foreign_grant_release_and_extend_are_not_owned(locks: LockService, key:
 
 def test_extend_after_expiry_is_not_owned(locks: LockService, key: str) -> None:
     """F11, without and with a new holder."""
-    a = locks.try_lock(key, 0.1)
+    a = granted(locks.try_lock(key, 0.1))
     wait_past(a)
     with pytest.raises(NotOwned) as caught:
         locks.extend(a, 5)
     assert caught.value.holder_token is None
 
-    a = locks.try_lock(key, 0.1)
+    a = granted(locks.try_lock(key, 0.1))
     wait_past(a)
-    b = as_other_owner(lambda: locks.try_lock(key, 5))
+    b = granted(as_other_owner(lambda: locks.try_lock(key, 5)))
     with pytest.raises(NotOwned) as caught:
         locks.extend(a, 5)
     assert caught.value.holder_token == b.token
@@ -287,7 +289,7 @@ def test_extend_after_expiry_is_not_owned(locks: LockService, key: str) -> None:
 
 
 def test_grant_is_invalid_after_its_deadline(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 0.1)
+    grant = granted(locks.try_lock(key, 0.1))
     assert grant.is_valid()
     time.sleep(max(0.0, grant.deadline - time.monotonic()) + 0.005)
     assert not grant.is_valid()
@@ -295,7 +297,7 @@ def test_grant_is_invalid_after_its_deadline(locks: LockService, key: str) -> No
 
 
 def test_asking_again_after_the_deadline_is_allowed(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 0.1)
+    grant = granted(locks.try_lock(key, 0.1))
     wait_past(grant)
     again = locks.try_lock(key, 1)
     assert again is not None and again.token > grant.token
@@ -303,16 +305,16 @@ def test_asking_again_after_the_deadline_is_allowed(locks: LockService, key: str
 
 
 def test_floor_keeps_tokens_above_the_callers_fence(locks: LockService, key: str) -> None:
-    grant = locks.try_lock(key, 1, floor=1000)
+    grant = granted(locks.try_lock(key, 1, floor=1000))
     assert grant.token > 1000
     locks.unlock(grant)
-    grant = locks.try_lock(key, 1, floor=5000)
+    grant = granted(locks.try_lock(key, 1, floor=5000))
     assert grant.token > 5000
     locks.unlock(grant)
-    later = locks.try_lock(key, 1)  # no floor: the tokens still never go back
+    later = granted(locks.try_lock(key, 1))  # no floor: the tokens still never go back
     assert later.token > grant.token
     locks.unlock(later)
-    last = locks.try_lock(key, 1, floor=10)  # a floor below the last token does not lower it
+    last = granted(locks.try_lock(key, 1, floor=10))  # a floor below the last token does not lower it
     assert last.token > later.token
     locks.unlock(last)
 
@@ -342,7 +344,7 @@ def test_request_answers_what_try_lock_would(locks: LockService, key: str) -> No
 
 
 def test_request_on_a_held_key_answers_none(locks: LockService, key: str) -> None:
-    held = as_other_owner(lambda: locks.try_lock(key, 5))
+    held = granted(as_other_owner(lambda: locks.try_lock(key, 5)))
     assert locks.request(key, 5).wait() is None
     mine = as_other_owner(lambda: locks.request(key + ":free", 5).wait())
     assert mine is not None and mine.key == key + ":free"
@@ -351,7 +353,7 @@ def test_request_on_a_held_key_answers_none(locks: LockService, key: str) -> Non
 
 
 def test_other_lock_calls_may_come_between_request_and_wait(locks: LockService, key: str) -> None:
-    first = locks.try_lock(key + ":a", 5)
+    first = granted(locks.try_lock(key + ":a", 5))
     pending = locks.request(key, 5)
     locks.unlock_nowait(first)           # the thread keeps using the service meanwhile
     second = locks.try_lock(key + ":b", 5)
@@ -364,10 +366,10 @@ def test_other_lock_calls_may_come_between_request_and_wait(locks: LockService, 
 
 
 def test_a_deferred_release_frees_the_key_by_the_next_request_or_flush(locks: LockService, key: str) -> None:
-    first = locks.request(key + ":a", 5).wait()
+    first = granted(locks.request(key + ":a", 5).wait())
     locks.unlock_deferred(first)
     pending = locks.request(key + ":b", 5)  # carries the release of :a where the backend can
-    second = pending.wait()
+    second = granted(pending.wait())
     assert as_other_owner(lambda: locks.try_lock(key + ":a", 5)) is not None
     locks.unlock_deferred(second)
     locks.flush_deferred()
@@ -384,4 +386,4 @@ def test_only_the_requesting_thread_reads_the_answer(locks: LockService, key: st
     else:
         with pytest.raises(LockError, match="thread that sent it"):
             as_other_owner(pending.wait)
-    locks.unlock(pending.wait())
+    locks.unlock(granted(pending.wait()))

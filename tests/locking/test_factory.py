@@ -10,7 +10,7 @@ from locking.base import LockStartupError
 from locking.factory import build_lock_service
 from locking.nop import NopLock
 from locking.redis_lock import RedisLock
-from tests.locking.conftest import free_port
+from tests.locking.conftest import free_port, granted
 from trading.configfile import parse_distributed_lock
 
 
@@ -48,7 +48,7 @@ def test_redis_with_a_server_is_checked_and_returned(redis_url: str, namespace: 
     service = build_lock_service("redis", redis_url, namespace=namespace, instance_id="bot-7")
     assert isinstance(service, RedisLock)
     assert service.namespace == namespace and service.instance_id == "bot-7"
-    service.unlock(service.try_lock("reconcile:binance:BTC/USDT", 1))
+    service.unlock(granted(service.try_lock("reconcile:binance:BTC/USDT", 1)))
     service.close()
 
 
@@ -62,7 +62,7 @@ def test_a_parsed_distributed_lock_block_builds_a_checked_redis_lock(redis_url: 
     service = build_lock_service(backend, url, namespace=prefix)
     assert isinstance(service, RedisLock)
     assert service.namespace == namespace
-    grant = service.try_lock("reconcile:binance:BTC/USDT", 1)
+    grant = granted(service.try_lock("reconcile:binance:BTC/USDT", 1))
     assert raw_redis.exists(f"{namespace}reconcile:binance:BTC/USDT")
     service.unlock(grant)
     service.close()

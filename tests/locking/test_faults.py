@@ -23,7 +23,7 @@ from redis.connection import parse_url
 
 from locking.base import LockBackendUnavailable, LockEventMessage, set_event_sink
 from locking.redis_lock import RedisLock
-from tests.locking.conftest import REPO, in_thread, is_waiting, wait_until
+from tests.locking.conftest import REPO, granted, in_thread, is_waiting, wait_until
 from tests.locking.proxy import RedisProxy
 
 PROCESSES = 16
@@ -36,6 +36,13 @@ def spawn(*args: str, stdin: int | None = None) -> subprocess.Popen:
         cwd=REPO, stdin=stdin, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+
+
+def counter(raw: redis.Redis, namespace: str, run: str) -> int:
+    """The shared counter the workers of one run increment."""
+    value = raw.get(f"{namespace}counter:{run}")
+    assert value is not None, "no worker wrote the counter"
+    return int(value)
 
 
 def start_together(raw: redis.Redis, namespace: str, run: str, workers: list[subprocess.Popen]) -> None:
@@ -91,7 +98,7 @@ def test_f1_contention_keeps_exclusion_and_order(redis_url: str, raw_redis: redi
 
     total = PROCESSES * ITERATIONS
     assert len(sections) == total
-    assert int(raw_redis.get(f"{namespace}counter:{run}")) == total, "lost updates"
+    assert counter(raw_redis, namespace, run) == total, "lost updates"
     assert gauge_max == 1, "two processes were inside the critical section at once"
 
     sections.sort(key=lambda record: record["grant_us"])
@@ -117,7 +124,7 @@ def test_f1_control_without_the_lock_loses_updates(redis_url: str, raw_redis: re
         processes.append(spawn("rmw", redis_url, namespace, key, "--run", run, "--iterations", str(ITERATIONS)))
     start_together(raw_redis, namespace, run, processes)
     finish(processes)
-    lost = PROCESSES * ITERATIONS - int(raw_redis.get(f"{namespace}counter:{run}"))
+    lost = PROCESSES * ITERATIONS - counter(raw_redis, namespace, run)
     print(f"\nF1 control: {lost} of {PROCESSES * ITERATIONS} updates lost without the lock")
     assert lost > 0
 
@@ -126,6 +133,7 @@ def start_holder(redis_url: str, namespace: str, key: str, ttl: float,
                  processes: list[subprocess.Popen]) -> tuple[subprocess.Popen, dict]:
     holder = spawn("hold", redis_url, namespace, key, "--ttl", str(ttl), stdin=subprocess.PIPE)
     processes.append(holder)
+    assert holder.stdout is not None  # spawn() pipes it
     line = holder.stdout.readline()
     assert line, "holder exited before taking the lock"
     return holder, json.loads(line)
@@ -163,6 +171,7 @@ def test_f3_paused_holder_finds_its_lock_lost(redis_url: str, raw_redis: redis.R
         value, pttl = raw_redis.get(namespace + key), raw_redis.pttl(namespace + key)
     finally:
         holder.send_signal(signal.SIGCONT)
+    assert holder.stdin is not None and holder.stdout is not None  # start_holder() pipes both
     holder.stdin.write("extend 60\nunlock\n")
     holder.stdin.flush()
     assert json.loads(holder.stdout.readline()) == {"extend": "not_owned", "holder_token": grant.token}
@@ -211,9 +220,9 @@ def test_f8_lost_acquire_reply_is_resolved_by_asking_again(proxy: tuple[RedisPro
         locks.try_lock(key, 5)
     assert time.monotonic() - started < 1.0
     stored = raw_redis.get(namespace + key)
-    assert stored is not None and stored.endswith(":" + locks.owner_id())  # it went through
+    assert isinstance(stored, str) and stored.endswith(":" + locks.owner_id())  # it went through
     server.mode = "pass"
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     assert f"{grant.token}:{grant.owner}" == stored  # the same grant, not a second one
     assert locks.unlock(grant) is True
     locks.close()
@@ -226,7 +235,7 @@ def test_f9_lost_release_reply_then_retry_is_not_a_lost_lock(proxy: tuple[RedisP
     events: list[LockEventMessage] = []
     set_event_sink(events.append)
     try:
-        grant = locks.try_lock(key, 5)
+        grant = granted(locks.try_lock(key, 5))
         server.mode = "drop_replies"
         with pytest.raises(LockBackendUnavailable):
             locks.unlock(grant)
@@ -243,7 +252,7 @@ def test_f6_partitioned_holder_stops_at_its_deadline(proxy: tuple[RedisProxy, st
                                                      namespace: str, key: str) -> None:
     server, url = proxy
     holder = RedisLock(url, namespace=namespace, instance_id="cut-off")
-    grant = holder.try_lock(key, 0.6)
+    grant = granted(holder.try_lock(key, 0.6))
     server.mode = "blackhole"
     started = time.monotonic()
     with pytest.raises(LockBackendUnavailable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from typing import Iterator
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
@@ -13,7 +14,7 @@ from locking import base
 from locking.base import LockBackendUnavailable, LockBusy, LockEventMessage, LockService, NotOwned
 from locking.metrics import metric_label
 from locking.redis_lock import RedisLock
-from tests.locking.conftest import free_port
+from tests.locking.conftest import free_port, granted
 
 LABEL = "order:binance:BTC/USDT"
 
@@ -50,8 +51,8 @@ def test_new_levels_and_order_ids_do_not_grow_the_label_caches() -> None:
     metrics.key_children.cache_clear()
     locks = NopLock()
     for n in range(3 * metrics.KEY_CACHE_SIZE):
-        locks.unlock(locks.try_lock(f"order:binance:BTC/USDT:level:{n - 700}", 5))
-        locks.unlock(locks.try_lock(f"cancel:binance:BTC/USDT:order:{n}", 5))
+        locks.unlock(granted(locks.try_lock(f"order:binance:BTC/USDT:level:{n - 700}", 5)))
+        locks.unlock(granted(locks.try_lock(f"cancel:binance:BTC/USDT:order:{n}", 5)))
         assert metric_label(f"cancel:binance:BTC/USDT:order:x{n}") == "cancel:binance:BTC/USDT"
     assert metrics._label.cache_info().currsize == 2  # one per lock family of the symbol
     assert metrics.key_children.cache_info().currsize == metrics.KEY_CACHE_SIZE
@@ -62,7 +63,7 @@ def test_metric_names_are_exactly_the_seeds() -> None:
 
     locks = NopLock()
     key = "order:binance:BTC/USDT:level:1"
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     thread = threading.Thread(target=lambda: locks.try_lock(key, 5))
     thread.start()
     thread.join(5)
@@ -92,7 +93,7 @@ def test_acquire_outcomes_are_counted(locks: LockService, key: str) -> None:
     conflicts = sample("quantmesh_lock_conflict_total", key=label)
     holds = sample("quantmesh_lock_hold_duration_seconds_count", key=label)
 
-    grant = locks.try_lock(key, 5)
+    grant = granted(locks.try_lock(key, 5))
     other: dict = {}
 
     def contend() -> None:
@@ -128,13 +129,13 @@ def test_backend_errors_are_counted(namespace: str) -> None:
 def test_metrics_can_be_turned_off(redis_url: str, namespace: str, raw_redis) -> None:
     key = "reconcile:binance:DOGE/USDT"
     locks = RedisLock(redis_url, namespace=namespace, record_metrics=False)
-    locks.unlock(locks.try_lock(key, 5))
+    locks.unlock(granted(locks.try_lock(key, 5)))
     locks.close()
     assert sample("quantmesh_lock_acquire_total", key=key, status="success") == 0
 
 
 @pytest.fixture
-def events() -> list[LockEventMessage]:
+def events() -> Iterator[list[LockEventMessage]]:
     received: list[LockEventMessage] = []
     base.set_event_sink(received.append)
     yield received
@@ -142,7 +143,7 @@ def events() -> list[LockEventMessage]:
 
 
 def test_events_reach_the_sink(locks: LockService, key: str, events: list[LockEventMessage]) -> None:
-    grant = locks.try_lock(key, 0.1)
+    grant = granted(locks.try_lock(key, 0.1))
 
     def contend() -> None:
         assert locks.try_lock(key, 5) is None
@@ -167,7 +168,7 @@ def test_a_failing_sink_does_not_break_locking(locks: LockService, key: str) -> 
 
     base.set_event_sink(broken)
     try:
-        grant = locks.try_lock(key, 5)
+        grant = granted(locks.try_lock(key, 5))
         thread = threading.Thread(target=lambda: locks.try_lock(key, 5))
         thread.start()
         thread.join(5)

@@ -15,7 +15,7 @@ from redis.connection import AbstractConnection
 from locking import base
 from locking.base import AlreadyHeld, LockBackendUnavailable, LockBusy, LockStartupError, NotOwned
 from locking.redis_lock import RedisLock
-from tests.locking.conftest import free_port
+from tests.locking.conftest import free_port, granted
 from tests.locking.proxy import RedisProxy
 
 
@@ -35,7 +35,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def test_keys_live_under_the_explicit_namespace(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                 namespace: str, key: str) -> None:
-    grant = redis_lock.try_lock(key, 2)
+    grant = granted(redis_lock.try_lock(key, 2))
     assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"
     assert 1900 < raw_redis.pttl(namespace + key) <= 2000
     assert raw_redis.get(f"{namespace}fence:{key}") == str(grant.token)
@@ -45,7 +45,7 @@ def test_keys_live_under_the_explicit_namespace(redis_lock: RedisLock, raw_redis
 
 
 def test_one_round_trip_per_operation(redis_lock: RedisLock, key: str, round_trips: list[int]) -> None:
-    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: a pooled connection exists
+    redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))  # warm up: a pooled connection exists
 
     def count(operation):
         before = round_trips[0]
@@ -61,7 +61,7 @@ def test_one_round_trip_per_operation(redis_lock: RedisLock, key: str, round_tri
     ready, go = threading.Event(), threading.Event()
 
     def other_thread() -> None:
-        redis_lock.unlock(redis_lock.try_lock(key + ":warm-up", 5))
+        redis_lock.unlock(granted(redis_lock.try_lock(key + ":warm-up", 5)))
         ready.set()
         go.wait()
         assert redis_lock.try_lock(key, 5) is None
@@ -69,14 +69,19 @@ def test_one_round_trip_per_operation(redis_lock: RedisLock, key: str, round_tri
     busy = threading.Thread(target=other_thread)
     busy.start()
     ready.wait()
-    sent, _ = count(lambda: (go.set(), busy.join()))
+
+    def let_it_try() -> None:
+        go.set()
+        busy.join()
+
+    sent, _ = count(let_it_try)
     assert sent == 1
     sent, _ = count(lambda: redis_lock.unlock(grant))
     assert sent == 1
 
 
 def test_millisecond_ttls_are_kept(redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str) -> None:
-    grant = redis_lock.try_lock(key, 0.35)
+    grant = granted(redis_lock.try_lock(key, 0.35))
     assert 250 < raw_redis.pttl(namespace + key) <= 350
     grant = redis_lock.extend(grant, 0.5)  # a sub-second extend must not become EXPIRE 0
     assert 400 < raw_redis.pttl(namespace + key) <= 500
@@ -88,7 +93,7 @@ def test_millisecond_ttls_are_kept(redis_lock: RedisLock, raw_redis: redis.Redis
 def test_release_pushes_a_short_lived_wake_signal(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                   namespace: str, key: str) -> None:
     for _ in range(3):
-        redis_lock.unlock(redis_lock.try_lock(key, 5))
+        redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))
     wake = f"{namespace}wake:{key}"
     assert raw_redis.llen(wake) == 1  # a flag, not a growing queue
     assert 0 < raw_redis.pttl(wake) <= 1000
@@ -96,7 +101,7 @@ def test_release_pushes_a_short_lived_wake_signal(redis_lock: RedisLock, raw_red
 
 def test_busy_acquire_does_not_burn_tokens(redis_lock: RedisLock, raw_redis: redis.Redis, redis_url: str,
                                            namespace: str, key: str) -> None:
-    grant = redis_lock.try_lock(key, 5)
+    grant = granted(redis_lock.try_lock(key, 5))
     other = RedisLock(redis_url, namespace=namespace)
     for _ in range(5):
         assert other.try_lock(key, 5) is None
@@ -108,10 +113,10 @@ def test_busy_acquire_does_not_burn_tokens(redis_lock: RedisLock, raw_redis: red
 def test_stale_release_and_extend_leave_the_holder_untouched(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                               redis_url: str, namespace: str, key: str) -> None:
     """F10/F11 as seen in Redis: GET and PTTL of B's key do not change."""
-    a = redis_lock.try_lock(key, 0.15)
+    a = granted(redis_lock.try_lock(key, 0.15))
     time.sleep(0.2)  # A's TTL runs out
     other = RedisLock(redis_url, namespace=namespace)
-    b = other.try_lock(key, 30)
+    b = granted(other.try_lock(key, 30))
     value = raw_redis.get(namespace + key)
     pttl = raw_redis.pttl(namespace + key)
     with pytest.raises(NotOwned) as released:
@@ -127,7 +132,7 @@ def test_stale_release_and_extend_leave_the_holder_untouched(redis_lock: RedisLo
 
 def test_extend_after_expiry_does_not_recreate_the_key(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                       namespace: str, key: str) -> None:
-    a = redis_lock.try_lock(key, 0.1)
+    a = granted(redis_lock.try_lock(key, 0.1))
     time.sleep(0.15)
     with pytest.raises(NotOwned):
         redis_lock.extend(a, 5)
@@ -139,10 +144,10 @@ def test_reacquire_after_a_lost_reply_returns_the_same_grant(redis_url: str, raw
     """The local deadline passed (here: a large drift margin) but Redis still holds our value,
     as after an acquire whose reply was lost: asking again answers with our grant."""
     locks = RedisLock(redis_url, namespace=namespace, drift_factor=0.45)
-    grant = locks.try_lock(key, 1)
+    grant = granted(locks.try_lock(key, 1))
     time.sleep(max(0.0, grant.deadline - time.monotonic()) + 0.01)
     assert not grant.is_valid() and raw_redis.exists(namespace + key)
-    again = locks.try_lock(key, 1)
+    again = granted(locks.try_lock(key, 1))
     assert again.token == grant.token
     assert 0 < again.ttl_ms < 500  # what is left of the first lease, not a fresh one
     assert locks.unlock(again) is True
@@ -150,7 +155,7 @@ def test_reacquire_after_a_lost_reply_returns_the_same_grant(redis_url: str, raw
 
 
 def test_reentry_is_refused_before_any_round_trip(redis_lock: RedisLock, key: str, round_trips: list[int]) -> None:
-    grant = redis_lock.try_lock(key, 5)
+    grant = granted(redis_lock.try_lock(key, 5))
     before = round_trips[0]
     with pytest.raises(AlreadyHeld):
         redis_lock.lock(key, 5, timeout=5)
@@ -161,16 +166,16 @@ def test_reentry_is_refused_before_any_round_trip(redis_lock: RedisLock, key: st
 def test_tokens_continue_from_the_fence_counter(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                 namespace: str, key: str) -> None:
     raw_redis.set(f"{namespace}fence:{key}", 41)
-    grant = redis_lock.try_lock(key, 1)
+    grant = granted(redis_lock.try_lock(key, 1))
     assert grant.token == 42
     assert raw_redis.get(f"{namespace}fence:{key}") == "42"
     redis_lock.unlock(grant)
-    grant = redis_lock.try_lock(key, 1, floor=7)  # a floor below the counter does not lower it
+    grant = granted(redis_lock.try_lock(key, 1, floor=7))  # a floor below the counter does not lower it
     assert grant.token == 43
     redis_lock.unlock(grant)
     big = 2**52 + 3
     raw_redis.set(f"{namespace}fence:{key}", big)
-    grant = redis_lock.try_lock(key, 1)
+    grant = granted(redis_lock.try_lock(key, 1))
     assert grant.token == big + 1
     assert raw_redis.get(namespace + key) == f"{big + 1}:{grant.owner}"
     redis_lock.unlock(grant)
@@ -180,15 +185,15 @@ def test_after_a_flush_tokens_regress_unless_floored(redis_lock: RedisLock, raw_
                                                       redis_url: str, namespace: str, key: str) -> None:
     """F5 in small: the fence counter goes with Redis's data; the caller's floor restores order."""
     for _ in range(3):
-        redis_lock.unlock(redis_lock.try_lock(key, 5))
-    last = redis_lock.try_lock(key, 5)
+        redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))
+    last = granted(redis_lock.try_lock(key, 5))
     for name in raw_redis.scan_iter(f"{namespace}*"):
         raw_redis.delete(name)  # what FLUSHALL, or a restart without persistence, does
     other = RedisLock(redis_url, namespace=namespace)
-    regressed = other.try_lock(key, 5)
+    regressed = granted(other.try_lock(key, 5))
     assert regressed.token < last.token  # the known hazard: the database fence must refuse it
     other.unlock(regressed)
-    fresh = other.try_lock(key, 5, floor=last.token)
+    fresh = granted(other.try_lock(key, 5, floor=last.token))
     assert fresh.token > last.token
     with pytest.raises(NotOwned):
         redis_lock.unlock(last)
@@ -198,7 +203,7 @@ def test_after_a_flush_tokens_regress_unless_floored(redis_lock: RedisLock, raw_
 
 def test_fence_ttl_lets_idle_counters_expire(redis_url: str, raw_redis: redis.Redis, namespace: str, key: str) -> None:
     locks = RedisLock(redis_url, namespace=namespace, fence_ttl=60)
-    locks.unlock(locks.try_lock(key, 1))
+    locks.unlock(granted(locks.try_lock(key, 1)))
     assert 59_000 < raw_redis.pttl(f"{namespace}fence:{key}") <= 60_000
     locks.close()
 
@@ -216,6 +221,7 @@ def test_client_has_no_retries_and_short_timeouts(redis_lock: RedisLock) -> None
         assert kwargs["health_check_interval"] == 0
         assert kwargs["socket_connect_timeout"] == 0.25
         connection = pool.make_connection()
+        assert isinstance(connection, AbstractConnection)
         assert connection.retry.get_retries() == 0
     assert redis_lock._pool.connection_kwargs["socket_timeout"] == 0.25
 
@@ -300,6 +306,7 @@ def test_check_server_on_unreachable_redis_is_a_startup_error(namespace: str) ->
 
 def test_check_server_refuses_an_evicting_redis(redis_lock: RedisLock, raw_redis: redis.Redis) -> None:
     original = raw_redis.config_get("maxmemory-policy")["maxmemory-policy"]
+    assert original is not None
     try:
         raw_redis.config_set("maxmemory-policy", "allkeys-lru")
         with pytest.raises(LockStartupError) as caught:
@@ -323,7 +330,7 @@ def test_check_server_warns_when_config_is_not_allowed(redis_url: str, raw_redis
             check = locks.check_server()
         assert check.maxmemory_policy is None
         assert "maxmemory-policy" in caplog.text
-        locks.unlock(locks.try_lock("reconcile:binance:BTC/USDT", 1))
+        locks.unlock(granted(locks.try_lock("reconcile:binance:BTC/USDT", 1)))
         locks.close()
     finally:
         raw_redis.acl_deluser(user)
@@ -337,13 +344,13 @@ def test_two_instances_with_the_same_namespace_contend(redis_url: str, raw_redis
     KEY_PREFIX or VERSION: the lock never goes through the cache) exclude each other."""
     one = RedisLock(redis_url, namespace=namespace, instance_id="bot-1")
     two = RedisLock(redis_url, namespace=namespace, instance_id="bot-2")
-    grant = one.try_lock(key, 5)
+    grant = granted(one.try_lock(key, 5))
     assert two.try_lock(key, 5) is None
     with pytest.raises(LockBusy):
         two.lock(key, 5, timeout=0.15)
     assert raw_redis.get(namespace + key) == f"{grant.token}:{grant.owner}"  # no cache prefix/version
     one.unlock(grant)
-    grant_two = two.try_lock(key, 5)
+    grant_two = granted(two.try_lock(key, 5))
     assert grant_two.token > grant.token
     two.unlock(grant_two)
     one.close()
@@ -362,7 +369,7 @@ def lock_events() -> Iterator[list[base.LockEventMessage]]:
 
 def test_unlock_nowait_frees_the_key_without_another_operation(redis_lock: RedisLock, redis_url: str,
                                                                namespace: str, key: str) -> None:
-    grant = redis_lock.try_lock(key, 30)
+    grant = granted(redis_lock.try_lock(key, 30))
     redis_lock.unlock_nowait(grant)
     # Nothing more happens on redis_lock: another instance must still get the key long before
     # the 30 s TTL (it waits for the release signal, up to 2 s).
@@ -375,8 +382,8 @@ def test_unlock_nowait_frees_the_key_without_another_operation(redis_lock: Redis
 
 def test_unlock_nowait_sends_one_request_and_reads_its_answer_with_the_next(
         redis_lock: RedisLock, key: str, round_trips: list[int], lock_events: list[base.LockEventMessage]) -> None:
-    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: this thread's connection exists
-    grant = redis_lock.try_lock(key, 5)
+    redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))  # warm up: this thread's connection exists
+    grant = granted(redis_lock.try_lock(key, 5))
     before = round_trips[0]
     redis_lock.unlock_nowait(grant)
     again = redis_lock.try_lock(key, 5)  # reads the release's answer, then acquires
@@ -388,7 +395,7 @@ def test_unlock_nowait_sends_one_request_and_reads_its_answer_with_the_next(
 def test_a_lock_lost_before_unlock_nowait_is_recorded_at_the_next_operation(
         redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
         lock_events: list[base.LockEventMessage]) -> None:
-    grant = redis_lock.try_lock(key, 30)
+    grant = granted(redis_lock.try_lock(key, 30))
     raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
     redis_lock.unlock_nowait(grant)
     assert redis_lock.try_lock(key + ":next", 5) is not None
@@ -398,7 +405,7 @@ def test_a_lock_lost_before_unlock_nowait_is_recorded_at_the_next_operation(
 def test_unlock_nowait_still_releases_after_redis_lost_its_scripts(
         redis_lock: RedisLock, raw_redis: redis.Redis, namespace: str, key: str,
         lock_events: list[base.LockEventMessage]) -> None:
-    grant = redis_lock.try_lock(key, 30)
+    grant = granted(redis_lock.try_lock(key, 30))
     raw_redis.script_flush()  # what a Redis restart does to the script cache
     redis_lock.unlock_nowait(grant)  # EVALSHA: refused with NOSCRIPT, sent again as EVAL on reading
     assert redis_lock.try_lock(key + ":next", 5) is not None
@@ -410,11 +417,11 @@ def test_unlock_nowait_still_releases_after_redis_lost_its_scripts(
 
 def test_request_is_one_request_and_its_answer_is_read_once(redis_lock: RedisLock, key: str,
                                                              round_trips: list[int]) -> None:
-    redis_lock.unlock(redis_lock.try_lock(key, 5))  # warm up: this thread's connection exists
+    redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))  # warm up: this thread's connection exists
     before = round_trips[0]
     pending = redis_lock.request(key, 5)
     assert round_trips[0] - before == 1
-    grant = pending.wait()
+    grant = granted(pending.wait())
     assert pending.wait() is grant and round_trips[0] - before == 1
     redis_lock.unlock(grant)
 
@@ -427,14 +434,14 @@ def test_request_holds_the_key_in_redis_before_the_answer_is_read(redis_lock: Re
         assert other.try_lock(key, 5) is None  # Redis ran the acquire as soon as it arrived
     finally:
         other.close()
-    redis_lock.unlock(pending.wait())
+    redis_lock.unlock(granted(pending.wait()))
 
 
 def test_a_busy_answer_is_recorded_once_as_a_conflict(redis_lock: RedisLock, redis_url: str, namespace: str,
                                                       key: str, lock_events: list[base.LockEventMessage]) -> None:
     other = RedisLock(redis_url, namespace=namespace, instance_id="other")
     try:
-        held = other.try_lock(key, 5)
+        held = granted(other.try_lock(key, 5))
         pending = redis_lock.request(key, 5)
         assert pending.wait() is None and pending.wait() is None
         assert [(e.kind, e.key) for e in lock_events] == [("conflict", key)]
@@ -445,7 +452,7 @@ def test_a_busy_answer_is_recorded_once_as_a_conflict(redis_lock: RedisLock, red
 
 def test_request_after_redis_lost_its_scripts_still_acquires(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                              namespace: str, key: str) -> None:
-    redis_lock.unlock(redis_lock.try_lock(key, 5))
+    redis_lock.unlock(granted(redis_lock.try_lock(key, 5)))
     raw_redis.script_flush()
     grant = redis_lock.request(key, 5).wait()  # NOSCRIPT on reading: sent again as EVAL
     assert grant is not None
@@ -468,7 +475,7 @@ def test_a_redis_gone_silent_fails_the_wait_within_the_socket_timeout(
     proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
     locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)
     try:
-        locks.unlock(locks.try_lock(key, 5))  # connected through the proxy
+        locks.unlock(granted(locks.try_lock(key, 5)))  # connected through the proxy
         proxy.mode = "blackhole"  # a partition: the request is written, nothing comes back
         pending = locks.request(key, 5)
         started = time.monotonic()
@@ -487,9 +494,9 @@ def test_a_redis_gone_silent_fails_the_wait_within_the_socket_timeout(
 
 def test_an_unread_answer_is_read_by_the_next_operation(redis_lock: RedisLock, key: str) -> None:
     pending = redis_lock.request(key, 5)
-    other = redis_lock.try_lock(key + ":next", 5)  # reads the answer first: one answer in flight at most
+    other = granted(redis_lock.try_lock(key + ":next", 5))  # reads the answer first: one answer in flight at most
     assert pending._answered
-    grant = pending.wait()
+    grant = granted(pending.wait())
     assert grant.key == key and other.key == key + ":next"
     redis_lock.unlock(grant)
     redis_lock.unlock(other)
@@ -501,8 +508,8 @@ def test_a_deferred_release_goes_out_with_the_next_request(redis_lock: RedisLock
                                                            namespace: str, key: str, round_trips: list[int],
                                                            lock_events: list[base.LockEventMessage]) -> None:
     # Warm up: this thread's connection exists and Redis has the combined script.
-    redis_lock.unlock_deferred(redis_lock.request(key + ":0", 5).wait())
-    first = redis_lock.request(key + ":1", 5).wait()
+    redis_lock.unlock_deferred(granted(redis_lock.request(key + ":0", 5).wait()))
+    first = granted(redis_lock.request(key + ":1", 5).wait())
     before = round_trips[0]
     redis_lock.unlock_deferred(first)
     assert round_trips[0] == before
@@ -518,7 +525,7 @@ def test_a_deferred_release_goes_out_with_the_next_request(redis_lock: RedisLock
 
 
 def test_a_deferred_release_then_the_same_key_again(redis_lock: RedisLock, key: str) -> None:
-    first = redis_lock.request(key, 5).wait()
+    first = granted(redis_lock.request(key, 5).wait())
     redis_lock.unlock_deferred(first)
     again = redis_lock.request(key, 5).wait()  # released, then acquired, in one script
     assert again is not None and again.token == first.token + 1
@@ -527,7 +534,7 @@ def test_a_deferred_release_then_the_same_key_again(redis_lock: RedisLock, key: 
 
 def test_flush_sends_a_deferred_release_without_waiting(redis_lock: RedisLock, redis_url: str, namespace: str,
                                                         key: str, round_trips: list[int]) -> None:
-    grant = redis_lock.request(key, 30).wait()
+    grant = granted(redis_lock.request(key, 30).wait())
     redis_lock.unlock_deferred(grant)
     before = round_trips[0]
     redis_lock.flush_deferred()  # reads the acquire's answer, sends the release
@@ -542,9 +549,9 @@ def test_flush_sends_a_deferred_release_without_waiting(redis_lock: RedisLock, r
 
 def test_any_other_lock_call_sends_a_deferred_release_first(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                             namespace: str, key: str) -> None:
-    grant = redis_lock.request(key, 30).wait()
+    grant = granted(redis_lock.request(key, 30).wait())
     redis_lock.unlock_deferred(grant)
-    other = redis_lock.try_lock(key + ":other", 5)
+    other = granted(redis_lock.try_lock(key + ":other", 5))
     assert raw_redis.exists(namespace + key) == 0
     redis_lock.unlock(other)
 
@@ -552,7 +559,7 @@ def test_any_other_lock_call_sends_a_deferred_release_first(redis_lock: RedisLoc
 def test_a_lock_lost_before_its_deferred_release_is_recorded(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                              namespace: str, key: str,
                                                              lock_events: list[base.LockEventMessage]) -> None:
-    grant = redis_lock.request(key, 30).wait()
+    grant = granted(redis_lock.request(key, 30).wait())
     raw_redis.delete(namespace + key)  # as if the TTL ran out while the order was in flight
     redis_lock.unlock_deferred(grant)
     nxt = redis_lock.request(key + ":next", 5).wait()
@@ -564,7 +571,7 @@ def test_a_lock_lost_before_its_deferred_release_is_recorded(redis_lock: RedisLo
 def test_a_deferred_release_after_redis_lost_its_scripts(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                          namespace: str, key: str,
                                                          lock_events: list[base.LockEventMessage]) -> None:
-    grant = redis_lock.request(key, 30).wait()
+    grant = granted(redis_lock.request(key, 30).wait())
     redis_lock.unlock_deferred(grant)
     raw_redis.script_flush()
     nxt = redis_lock.request(key + ":next", 5).wait()  # NOSCRIPT: the combined script sent as EVAL
@@ -580,7 +587,7 @@ def test_a_deferred_release_lost_with_redis_is_recorded_and_expires(
     proxy = RedisProxy(options.get("host", "127.0.0.1"), options.get("port", 6379))
     locks = RedisLock(proxy.url(options.get("db", 0)), namespace=namespace)
     try:
-        grant = locks.request(key, 5).wait()
+        grant = granted(locks.request(key, 5).wait())
         locks.unlock_deferred(grant)
         proxy.mode = "blackhole"
         pending = locks.request(key + ":next", 5)
@@ -595,7 +602,7 @@ def test_a_deferred_release_lost_with_redis_is_recorded_and_expires(
 
 def test_a_forked_child_never_sends_its_parents_deferred_release(redis_lock: RedisLock, raw_redis: redis.Redis,
                                                                 namespace: str, key: str) -> None:
-    grant = redis_lock.request(key, 30).wait()
+    grant = granted(redis_lock.request(key, 30).wait())
     redis_lock.unlock_deferred(grant)
     pid = os.fork()
     if pid == 0:  # the child: its own lock calls only

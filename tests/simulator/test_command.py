@@ -15,13 +15,14 @@ from tests.simulator.conftest import Http
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def manage(*args: str) -> subprocess.Popen:
+def manage(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "manage.py", "simexchange", *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def read_banner(process: subprocess.Popen) -> list[str]:
+def read_banner(process: subprocess.Popen[str]) -> list[str]:
+    assert process.stdout is not None and process.stderr is not None  # manage() pipes both
     lines = []
     for line in process.stdout:
         lines.append(line.rstrip("\n"))

@@ -116,6 +116,7 @@ class AccountSpec:
     api_key_env: str = ""
     api_secret_env: str = ""
     named_by: str = ""  # where the name came from: "--account", a key path or "default"
+    market_type: str = "spot"  # or "usdm": USDⓈ-M perpetual futures
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class SymbolEntry:
     position_safety_check: int
     max_grid_layers: int
     stop_loss_ratio: Decimal
+    leverage: int | None = None  # futures: set on the exchange before trading (None: keep the exchange's)
+    max_leverage: int = 10  # futures: refuse to trade above it
 
     def model_fields(self) -> dict[str, Decimal | int]:
         """The `Symbol` model fields this entry sets (names as on the model)."""
@@ -147,8 +150,10 @@ class SymbolEntry:
 SYMBOL_MODEL_FIELDS = (
     "price_interval", "order_quantity", "min_order_value", "buy_window_size", "sell_window_size",
     "reconcile_interval", "order_cleanup_threshold", "cleanup_batch_size", "margin_lock_duration_seconds",
-    "position_safety_check", "max_grid_layers", "stop_loss_ratio",
+    "position_safety_check", "max_grid_layers", "stop_loss_ratio", "leverage", "max_leverage",
 )
+MARKETS = ("auto", "spot", "usdm")
+GO_DEFAULT_MAX_LEVERAGE = 10  # the Go QuantMesh's risk_control.max_leverage default (0 means it too)
 
 
 @dataclass(frozen=True)
@@ -472,7 +477,7 @@ def _has_credentials(exchanges: Mapping, name: str) -> bool:
 
 
 def _account_spec(
-    name: str, named_by: str, exchange: str | None, exchanges: Mapping, errors: list[str]
+    name: str, named_by: str, exchange: str | None, exchanges: Mapping, errors: list[str], market_type: str = "spot"
 ) -> AccountSpec | None:
     if not _ACCOUNT_NAME.fullmatch(name):
         errors.append(f"{named_by}: {name!r} cannot name an account (1-64 letters, digits, - or _)")
@@ -490,25 +495,84 @@ def _account_spec(
         return None
     key_env, secret_env = ("", "") if paper else secret_env_names(name)
     return AccountSpec(name=name, exchange_id=exchange_id, paper=paper, api_key_env=key_env,
-                       api_secret_env=secret_env, named_by=named_by)
+                       api_secret_env=secret_env, named_by=named_by, market_type=market_type)
+
+
+def _market_type(data: Mapping, exchanges: Mapping, market: str, notes: list[str]) -> str:
+    """spot or usdm for every account of the file. With `auto`, a file that sets the Go
+    QuantMesh's futures keys (risk_control.max_leverage, exchanges.<name>.leverage) is futures,
+    which is what the Go QuantMesh trades; anything else is spot."""
+    if market not in MARKETS:
+        raise ConfigError([f"--market: {market!r} is not one of {', '.join(MARKETS)}"])
+    if market != "auto":
+        return market
+    risk = data.get("risk_control")
+    reasons = ["risk_control.max_leverage"] if isinstance(risk, Mapping) and "max_leverage" in risk else []
+    reasons += [f"exchanges.{name}.leverage" for name, block in exchanges.items()
+                if isinstance(block, Mapping) and "leverage" in block]
+    if not reasons:
+        return "spot"
+    notes.append(f"imported as USDⓈ-M perpetual futures, the Go QuantMesh's market, because the file sets "
+                 f"{', '.join(reasons)} (--market spot imports the symbols as spot)")
+    return "usdm"
+
+
+def _futures_limits(data: Mapping, exchanges: Mapping, exchange: str | None, market_type: str, errors: list[str],
+                    ignored: list[str], notes: list[str]) -> tuple[int | None, int]:
+    """(leverage, max_leverage) of an account's symbols: leverage from exchanges.<exchange>.leverage,
+    max_leverage from risk_control.max_leverage (0 or absent: 10, as in the Go QuantMesh)."""
+    block = exchanges.get(exchange) if exchange else None
+    raw_leverage = block.get("leverage") if isinstance(block, Mapping) else None
+    risk = data.get("risk_control")
+    raw_max = risk.get("max_leverage") if isinstance(risk, Mapping) else None
+    if market_type != "usdm":
+        if raw_leverage is not None:
+            ignored.append(f"exchanges.{exchange}.leverage (spot symbols)")
+        return None, GO_DEFAULT_MAX_LEVERAGE
+    maximum = GO_DEFAULT_MAX_LEVERAGE
+    if raw_max is not None:
+        parsed = _checked(_integer, _leverage_range(allow_zero=True), raw_max, "risk_control.max_leverage", errors)
+        if parsed == 0:
+            notes.append("risk_control.max_leverage: 0 means 10, as in the Go QuantMesh")
+        elif parsed is not None:
+            maximum = parsed
+    leverage = None
+    if raw_leverage is not None:
+        where = f"exchanges.{exchange}.leverage"
+        leverage = _checked(_integer, _leverage_range(allow_zero=False), raw_leverage, where, errors)
+        if leverage is not None and leverage > maximum:
+            errors.append(f"{where}: {leverage} is above the maximum leverage {maximum} (risk_control.max_leverage)")
+            leverage = None
+        elif leverage is not None:
+            notes.append(f"{where}: {leverage}x is set on the exchange before trading (the Go QuantMesh left "
+                         "Binance's leverage as it was)")
+    return leverage, maximum
+
+
+def _leverage_range(*, allow_zero: bool) -> Check:
+    def check(value: int) -> str | None:
+        low = 0 if allow_zero else 1
+        return None if low <= value <= 125 else f"must be from {low} to 125 (got {value})"
+    return check
 
 
 # --- the whole file ------------------------------------------------------------------------------
 
-def load_config(path: str | Path, *, account: str | None = None) -> ConfigPlan:
+def load_config(path: str | Path, *, account: str | None = None, market: str = "auto") -> ConfigPlan:
     """Read and check a QuantMesh config file. Raises ConfigError listing every problem."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{source}: cannot read the file: {exc}"], source=source) from None
-    return parse_config(text, source=source, account=account)
+    return parse_config(text, source=source, account=account, market=market)
 
 
-def parse_config(text: str, *, source: str = "<config>", account: str | None = None) -> ConfigPlan:
+def parse_config(text: str, *, source: str = "<config>", account: str | None = None, market: str = "auto") -> ConfigPlan:
     """Check QuantMesh config text. `account` puts every symbol into that account (the
     `--account` option); otherwise each symbol goes to its `exchange`, `app.current_exchange`
-    or the paper account."""
+    or the paper account. `market` (auto, spot or usdm) says whether the symbols are spot or
+    USDⓈ-M futures; auto decides by the Go QuantMesh's futures keys (see `_market_type`)."""
     data = load_yaml(text, source=source)
     errors: list[str] = []
     ignored: list[str] = []
@@ -528,6 +592,7 @@ def parse_config(text: str, *, source: str = "<config>", account: str | None = N
         if block.get("passphrase"):
             notes.append(f"exchanges.{name}.passphrase: not imported (accounts here take an API key and secret only)")
     lock = _parse_lock(data.get("distributed_lock"), "distributed_lock", errors)
+    market_type = _market_type(data, exchanges, market, notes)
 
     trading = data.get("trading")
     if trading is None:
@@ -562,7 +627,8 @@ def parse_config(text: str, *, source: str = "<config>", account: str | None = N
 
     entries: list[SymbolEntry] = []
     for path, item in sources:
-        entry = _symbol_entry(path, item, trading, current_exchange, exchanges, account, errors, ignored)
+        entry = _symbol_entry(path, item, trading, current_exchange, exchanges, account, errors, ignored,
+                              market_type=market_type, data=data, notes=notes)
         if entry is not None:
             entries.append(entry)
 
@@ -582,7 +648,10 @@ def parse_config(text: str, *, source: str = "<config>", account: str | None = N
             f"distributed_lock.prefix: {lock.namespace!r} differs from the lock key prefix runbot uses "
             f"({DEFAULT_LOCK_PREFIX!r}); no environment variable changes it"
         )
-    others = sorted(str(k) for k in data if k not in {"app", "exchanges", "trading", "distributed_lock"})
+    imported = {"app", "exchanges", "trading", "distributed_lock"} | ({"risk_control"} if market_type == "usdm" else set())
+    others = sorted(str(k) for k in data if k not in imported)
+    if market_type == "usdm" and isinstance(data.get("risk_control"), Mapping):
+        ignored.extend(f"risk_control.{key}" for key in data["risk_control"] if key != "max_leverage")
     if others:
         notes.append(f"not imported (other blocks of the file): {', '.join(others)}")
     return ConfigPlan(source=source, symbols=tuple(entries), lock=lock, ignored=tuple(dict.fromkeys(ignored)),
@@ -598,6 +667,10 @@ def _symbol_entry(
     account: str | None,
     errors: list[str],
     ignored: list[str],
+    *,
+    market_type: str = "spot",
+    data: Mapping | None = None,
+    notes: list[str] | None = None,
 ) -> SymbolEntry | None:
     start = len(errors)
     legacy = path == "trading"
@@ -656,12 +729,14 @@ def _symbol_entry(
         name, named_by = exchange, exchange_named_by
     else:
         name, named_by = PAPER_ACCOUNT, "default"
-    spec = _account_spec(name, named_by, exchange, exchanges, errors)
+    spec = _account_spec(name, named_by, exchange, exchanges, errors, market_type)
+    leverage, max_leverage = _futures_limits(data or {}, exchanges, exchange, market_type, errors, ignored,
+                                             notes if notes is not None else [])
 
     if len(errors) > start or symbol is None or spec is None:
         return None
     return SymbolEntry(path=path, symbol=symbol, account=spec, exchange=exchange, max_grid_layers=max_layers,
-                       stop_loss_ratio=stop_loss, **values)
+                       stop_loss_ratio=stop_loss, leverage=leverage, max_leverage=max_leverage, **values)
 
 
 def _grid_risk(block: Any, path: str, errors: list[str], ignored: list[str]) -> tuple[int, Decimal]:

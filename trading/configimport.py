@@ -35,6 +35,7 @@ class AccountImport:
     paper: bool
     api_key_env: str
     api_secret_env: str
+    market_type: str = "spot"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _symbols_import(entries: Sequence[SymbolEntry], *, write: bool) -> ImportRes
         account = ExchangeAccount.objects.filter(name=spec.name).first()
         if account is None:
             account = ExchangeAccount(
-                name=spec.name, exchange_id=spec.exchange_id, paper=spec.paper,
+                name=spec.name, exchange_id=spec.exchange_id, paper=spec.paper, market_type=spec.market_type,
                 api_key_env=spec.api_key_env, api_secret_env=spec.api_secret_env,
             )
             try:
@@ -90,6 +91,9 @@ def _symbols_import(entries: Sequence[SymbolEntry], *, write: bool) -> ImportRes
             except ValidationError as exc:
                 errors.extend(f"account {spec.name} ({spec.named_by}): {m}" for m in _validation_messages(exc))
         else:
+            if account.market_type != spec.market_type:
+                errors.append(f"account {account.name} exists for {account.get_market_type_display()}, but "
+                              f"{entry.path} is imported as {spec.market_type} (see --market)")
             if entry.exchange and account.exchange_id != spec.exchange_id:
                 warnings.append(f"account {account.name} trades on {account.exchange_id}, but {entry.path} "
                                 f"names the exchange {entry.exchange}")
@@ -100,6 +104,7 @@ def _symbols_import(entries: Sequence[SymbolEntry], *, write: bool) -> ImportRes
         account_results.append(AccountImport(
             name=account.name, action="existing" if account.pk else "created", exchange_id=account.exchange_id,
             paper=account.paper, api_key_env=account.api_key_env, api_secret_env=account.api_secret_env,
+            market_type=account.market_type,
         ))
 
     planned: list[tuple[Symbol, SymbolImport]] = []

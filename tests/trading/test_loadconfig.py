@@ -462,3 +462,71 @@ def test_unknown_trading_level_keys_are_reported_not_silent():
     assert plan.symbols[0].sell_window_size == 4
     assert any(note.startswith("trading.sell_windows_size: unknown key, ignored (did you mean sell_window_size?)")
                for note in plan.notes)
+
+
+# --- futures -------------------------------------------------------------------------------------
+FUTURES = DATA / "quantmesh_futures.yaml"
+
+
+def test_a_go_futures_config_becomes_a_futures_account_with_its_leverage():
+    output = loadconfig(FUTURES)
+    account = ExchangeAccount.objects.get(name="binance")
+    symbol = Symbol.objects.get(account=account)
+    assert (account.market_type, account.exchange_id, account.paper) == ("usdm", "binance", False)
+    assert (symbol.symbol, symbol.leverage, symbol.max_leverage) == ("BTC/USDT", 5, 8)
+    assert "imported as USDⓈ-M perpetual futures" in output and "risk_control.max_leverage" in output
+    assert "exchange binance, USDⓈ-M futures, live" in output
+    assert "leverage 5x, max leverage 8x" in output
+    assert "exchanges.binance.leverage: 5x is set on the exchange before trading" in output
+    assert "risk_control.monitor_symbols" in output  # listed as ignored
+    assert "not imported (other blocks of the file): system" in output
+
+
+def test_market_spot_imports_a_futures_file_as_spot_and_says_what_it_ignores():
+    output = loadconfig(FUTURES, "--market", "spot")
+    symbol = Symbol.objects.get()
+    assert (symbol.account.market_type, symbol.leverage, symbol.max_leverage) == ("spot", None, 10)
+    assert "exchanges.binance.leverage (spot symbols)" in output
+    assert "imported as USDⓈ-M" not in output
+
+
+def test_a_plain_config_stays_spot_unless_told_otherwise(tmp_path):
+    loadconfig(SAMPLE)
+    assert set(ExchangeAccount.objects.values_list("market_type", flat=True)) == {"spot"}
+    plan = configfile.load_config(SAMPLE, market="usdm")
+    assert {e.account.market_type for e in plan.symbols} == {"usdm"}
+    assert {(e.leverage, e.max_leverage) for e in plan.symbols} == {(None, 10)}
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("    leverage: 5", "    leverage: 9", "exchanges.binance.leverage: 9 is above the maximum leverage 8"),
+    ("    leverage: 5", "    leverage: 0", "exchanges.binance.leverage: must be from 1 to 125 (got 0)"),
+    ("  max_leverage: 8", "  max_leverage: 200", "risk_control.max_leverage: must be from 0 to 125 (got 200)"),
+])
+def test_bad_futures_values_are_refused_by_name(tmp_path, old, new, message):
+    path = tmp_path / "futures.yaml"
+    text = FUTURES.read_text()
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new))
+    assert message in refused(path)
+    assert not Symbol.objects.exists()
+
+
+def test_max_leverage_zero_means_ten_as_in_the_go_quantmesh(tmp_path):
+    path = tmp_path / "futures.yaml"
+    path.write_text(FUTURES.read_text().replace("  max_leverage: 8", "  max_leverage: 0"))
+    output = loadconfig(path)
+    assert Symbol.objects.get().max_leverage == 10
+    assert "risk_control.max_leverage: 0 means 10" in output
+
+
+def test_futures_symbols_are_refused_into_an_existing_spot_account():
+    make_account(name="binance", exchange_id="binance", paper=False)
+    message = refused(FUTURES)
+    assert "account binance exists for spot, but trading.symbols[0] is imported as usdm" in message
+    assert not Symbol.objects.exists()
+
+
+def test_an_unknown_market_is_refused():
+    with pytest.raises(CommandError, match="invalid choice"):
+        loadconfig(FUTURES, "--market", "coinm")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from trading import configimport
-from trading.configfile import ConfigError, ConfigPlan, LockConfig, load_config
+from trading.configfile import MARKETS, ConfigError, ConfigPlan, LockConfig, load_config
 
 DRY_RUN_WORDS = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
 
@@ -35,12 +35,17 @@ class Command(BaseCommand):
             "--account",
             help="put every symbol into this account (default: each symbol's exchange, app.current_exchange or 'paper')",
         )
+        parser.add_argument(
+            "--market", choices=MARKETS, default="auto",
+            help="spot or usdm (USDⓈ-M perpetual futures); auto: futures when the file sets the Go QuantMesh's "
+                 "futures keys (risk_control.max_leverage, exchanges.<name>.leverage), else spot",
+        )
         parser.add_argument("--dry-run", action="store_true", help="check everything and show what would change; write nothing")
 
     def handle(self, *args, **opts):
         source = opts["file"]
         try:
-            plan = load_config(source, account=opts["account"])
+            plan = load_config(source, account=opts["account"], market=opts["market"])
             result = configimport.symbols_import(plan.symbols, dry_run=opts["dry_run"])
         except ConfigError as exc:
             raise CommandError(refusal(source, exc.errors)) from None
@@ -55,7 +60,9 @@ class Command(BaseCommand):
         out("accounts:")
         for account in result.accounts:
             action = "would create" if result.dry_run and account.action == "created" else account.action
-            out(f"  {account.name}: {action} (exchange {account.exchange_id}, {'paper' if account.paper else 'live'})")
+            market = ", USDⓈ-M futures" if account.market_type == "usdm" else ""
+            out(f"  {account.name}: {action} (exchange {account.exchange_id}{market}, "
+                f"{'paper' if account.paper else 'live'})")
             if not account.paper:
                 key_env = account.api_key_env or "(not set)"
                 secret_env = account.api_secret_env or "(not set)"
@@ -72,6 +79,9 @@ class Command(BaseCommand):
             elif item.action == "created":
                 line += (f": price_interval {show(entry.price_interval)}, order_quantity {show(entry.order_quantity)}, "
                          f"windows {entry.buy_window_size}/{entry.sell_window_size}")
+                if entry.account.market_type == "usdm":
+                    leverage = f"{entry.leverage}x" if entry.leverage else "as set on the exchange"
+                    line += f", leverage {leverage}, max leverage {entry.max_leverage}x"
             out(line)
         self.report_lock(plan.lock)
         if plan.ignored:

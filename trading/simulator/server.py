@@ -1,7 +1,8 @@
 """The HTTP side of the simulator: Binance REST under `/api/v3/...`, control under `/sim/...`.
 
 Standard library only: `ThreadingHTTPServer` with HTTP/1.1 keep-alive. The handler disables
-Nagle's algorithm; without that every keep-alive request stalls about 40 ms on the delayed ACK.
+Nagle's algorithm (TCP_NODELAY), so each reply on a kept-alive connection is sent at once instead
+of waiting for the client's delayed ACK.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from . import errors
 from .binance_api import BinanceApi, Params, int_param
 from .config import SimConfig
 from .control import ControlApi
-from .engine import Engine, now_ms
 from .errors import SimError
 from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
+from .matching import Engine, now_ms
 
 logger = logging.getLogger("trading.simulator")
 
@@ -333,7 +334,7 @@ class SimulatorServer:
 
 
 NEW_ORDER = ("POST", "/api/v3/order")
-# Binance charges no weight for an order request that succeeds (since 2026-04-02); failed ones pay.
+# Binance charges no weight for an order or cancel request that succeeds; failed ones pay.
 FREE_WHEN_ACCEPTED = {("DELETE", "/api/v3/order"), ("DELETE", "/api/v3/openOrders")}
 
 

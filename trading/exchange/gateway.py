@@ -246,17 +246,6 @@ class ExchangeGateway:
         log.info("order %s accepted: %s %s %s @ %s id=%s", client_order_id, side, amount, symbol, price, order.exchange_order_id)
         return order
 
-    def place_order_resolving(self, **kwargs) -> ExchangeOrder | None:
-        """`create_limit_order`, and on an ambiguous outcome one query by client id: returns the
-        order if the exchange has it, None if it certainly does not. Never resends. Raises
-        `Ambiguous` when the query fails too (the caller keeps the intent UNKNOWN)."""
-        try:
-            return self.create_limit_order(**kwargs)
-        except errors.Ambiguous as exc:
-            cid = kwargs["client_order_id"]
-            log.warning("order %s: ambiguous reply (%s); querying by client id", cid, exc)
-            return self.fetch_order_by_client_id(kwargs["symbol"], cid)
-
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         """The order with this client id, or None when the exchange has none."""
         try:

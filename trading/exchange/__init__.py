@@ -13,4 +13,4 @@ from trading.exchange.errors import (  # noqa: F401
     Rejected,
 )
 from trading.exchange.gateway import ExchangeGateway, build_exchange  # noqa: F401
-from trading.exchange.types import Balance, ExchangeOrder, MarketRules, Ticker, Trade  # noqa: F401
+from trading.exchange.types import Balance, ExchangeOrder, ListedMarket, Ticker, Trade  # noqa: F401

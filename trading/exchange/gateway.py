@@ -15,7 +15,7 @@ from typing import Any, Callable
 import ccxt
 
 from trading.exchange import errors
-from trading.exchange.types import Balance, ExchangeOrder, MarketRules, Ticker, Trade
+from trading.exchange.types import Balance, ExchangeOrder, ListedMarket, Ticker, Trade
 
 log = logging.getLogger("quantmesh.exchange")
 
@@ -120,7 +120,7 @@ class ExchangeGateway:
         self.exchange = exchange
         self.budget = budget
         self.markets = markets  # the account's markets, shared by its gateways (a MarketsCache)
-        self._rules: dict[str, MarketRules] = {}
+        self._rules: dict[str, ListedMarket] = {}
         options = getattr(exchange, "options", None) or {}
         self.recv_window_ms = int(options.get("recvWindow") or RECV_WINDOW_MS)
         if budget is not None:
@@ -142,7 +142,7 @@ class ExchangeGateway:
         return 0.0 if self.budget is None else self.budget.take_order()
 
     # --- markets ---------------------------------------------------------------------------
-    def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+    def load_markets(self, reload: bool = False) -> dict[str, ListedMarket]:
         if self.markets is not None and not reload:
             def fetch():
                 loaded = self._call("load_markets", lambda: self.exchange.load_markets())
@@ -152,18 +152,20 @@ class ExchangeGateway:
             if not self.exchange.markets:
                 self.adopt_markets(markets, currencies)
             else:
-                self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
+                self._rules = {m["symbol"]: self._listing(m) for m in markets if m.get("spot", True)}
             return dict(self._rules)
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload))
-        self._rules = {symbol: self._rules_from_market(m) for symbol, m in markets.items() if m.get("spot", True)}
+        self._rules = {symbol: self._listing(m) for symbol, m in markets.items() if m.get("spot", True)}
         return dict(self._rules)
 
     def adopt_markets(self, markets: list, currencies=None) -> None:
         """Use markets another gateway of the account loaded (no request)."""
         self.exchange.set_markets(markets, currencies)
-        self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
+        self._rules = {m["symbol"]: self._listing(m) for m in markets if m.get("spot", True)}
 
-    def market_rules(self, symbol: str) -> MarketRules:
+    def market_rules(self, symbol: str) -> ListedMarket:
+        """How the exchange lists `symbol` (its filters are the grid's market rules); Rejected
+        when it does not."""
         if not self._rules:
             self.load_markets()
         try:
@@ -172,12 +174,12 @@ class ExchangeGateway:
             raise errors.Rejected(f"{self.exchange.id} does not list {symbol}") from None
 
     @staticmethod
-    def _rules_from_market(market: dict) -> MarketRules:
+    def _listing(market: dict) -> ListedMarket:
         precision, limits = market.get("precision") or {}, market.get("limits") or {}
         tick, step = dec_or_none(precision.get("price")), dec_or_none(precision.get("amount"))
         if tick is None or step is None:
             raise errors.MalformedReply(f"market {market.get('symbol')} has no price or amount precision")
-        return MarketRules(
+        return ListedMarket(
             symbol=market["symbol"],
             market_id=market["id"],
             base=market["base"],

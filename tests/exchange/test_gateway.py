@@ -4,26 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from trading.exchange import ExchangeGateway, build_exchange
+from tests.exchange.conftest import gateway
 from trading.exchange import errors as xerr
-from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 D = Decimal
-
-
-@pytest.fixture
-def sim():
-    config = SimConfig(
-        markets=[MarketSpec("BTC/USDT", price=D("60000"), tick=D("0.01"), step=D("0.00001"), min_notional=D("5"))],
-        balances={"USDT": D("10000"), "BTC": D("1")},
-    )
-    with SimulatorServer(config) as server:
-        yield server
-
-
-def gateway(sim, *, secret=None, timeout_ms=3000) -> ExchangeGateway:
-    return ExchangeGateway(build_exchange("binance", api_key=sim.api_key, secret=secret or sim.api_secret,
-                                          base_url=sim.base_url, timeout_ms=timeout_ms))
 
 
 def place(gw, cid="qm-1-bm1-0", side="buy", amount="0.001", price="59000", post_only=True):

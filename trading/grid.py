@@ -215,7 +215,8 @@ class GridParams:
 
 @dataclass(frozen=True)
 class MarketRules:
-    """The exchange's filters for a symbol."""
+    """The exchange's order filters for a symbol, as the grid rounds and checks orders by them
+    (the exchange layer's `ListedMarket` carries them with the market's ids and currencies)."""
 
     tick: Decimal  # price increment
     step: Decimal  # amount increment

@@ -114,8 +114,8 @@ class Bot:
         for symbol in self.symbols:
             by_account.setdefault(symbol.account_id, []).append(symbol)
         for symbols in by_account.values():
-            session = session_for(symbols[0].account, paper_url=self.options.paper_url)
             try:
+                session = session_for(symbols[0].account, paper_url=self.options.paper_url)
                 streams = session.start_streams([s.symbol for s in symbols])
             except Exception as exc:  # no streams is a slower bot, never a stopped one
                 log.error("%s: streams cannot start (%s): REST only", symbols[0].account.name, exc)

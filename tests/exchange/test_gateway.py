@@ -4,26 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from trading.exchange import ExchangeGateway, build_exchange
+from tests.exchange.conftest import gateway
 from trading.exchange import errors as xerr
-from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 D = Decimal
-
-
-@pytest.fixture
-def sim():
-    config = SimConfig(
-        markets=[MarketSpec("BTC/USDT", price=D("60000"), tick=D("0.01"), step=D("0.00001"), min_notional=D("5"))],
-        balances={"USDT": D("10000"), "BTC": D("1")},
-    )
-    with SimulatorServer(config) as server:
-        yield server
-
-
-def gateway(sim, *, secret=None, timeout_ms=3000) -> ExchangeGateway:
-    return ExchangeGateway(build_exchange("binance", api_key=sim.api_key, secret=secret or sim.api_secret,
-                                          base_url=sim.base_url, timeout_ms=timeout_ms))
 
 
 def place(gw, cid="qm-1-bm1-0", side="buy", amount="0.001", price="59000", post_only=True):
@@ -135,14 +119,16 @@ def test_bad_signature_is_an_authentication_failure(sim):
         gateway(sim, secret="wrong-secret").fetch_balances()
 
 
-def test_dropped_reply_ends_with_exactly_one_order_found_by_client_id(sim):
+def test_dropped_reply_is_ambiguous_and_the_one_order_is_found_by_client_id(sim):
     gw = gateway(sim)
     sim.drop_next()  # the simulator accepts the order and closes the connection without a reply
-    order = gw.place_order_resolving(symbol="BTC/USDT", side="buy", amount=D("0.001"), price=D("59000"),
-                                     client_order_id="qm-1-bm1-0", post_only=True)
+    with pytest.raises(xerr.Ambiguous):
+        place(gw)
+    order = gw.fetch_order_by_client_id("BTC/USDT", "qm-1-bm1-0")
     assert order is not None and order.client_order_id == "qm-1-bm1-0" and order.status == "open"
     ledger = sim.engine.ledger()
     assert [o["clientOrderId"] for o in ledger] == ["qm-1-bm1-0"]
+    assert gw.fetch_order_by_client_id("BTC/USDT", "qm-1-bm1-1") is None
 
 
 def test_reply_without_an_id_raises_instead_of_passing(sim):

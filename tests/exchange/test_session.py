@@ -9,10 +9,11 @@ from decimal import Decimal
 
 import pytest
 
+from tests.exchange.conftest import btc_usdt
 from trading.exchange import errors as xerr
 from trading.exchange.session import READ_GRACE, Gate, Limits, LocalState, RequestBudget, session_for
 from trading.models import ExchangeAccount
-from trading.simulator import MarketSpec, SimConfig, SimulatorServer
+from trading.simulator import SimulatorServer
 
 D = Decimal
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,11 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def limited_sim():
     """Binance's own limits: 6,000 weight a minute, 100 orders per 10 s."""
-    config = SimConfig(
-        markets=[MarketSpec("BTC/USDT", price=D("60000"), tick=D("0.01"), step=D("0.00001"), min_notional=D("5"))],
-        balances={"USDT": D("100000"), "BTC": D("1")},
-    )
-    with SimulatorServer(config) as server:
+    with SimulatorServer(btc_usdt("100000")) as server:
         yield server
 
 

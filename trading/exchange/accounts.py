@@ -8,6 +8,7 @@ import urllib.request
 import ccxt
 from django.conf import settings
 
+from trading.exchange.dialects import dialect_for
 from trading.exchange.errors import LiveTradingDisabled
 from trading.exchange.gateway import ExchangeGateway, build_exchange
 
@@ -57,8 +58,8 @@ def gateway_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000
 
 def stream_url(account, paper_url: str | None = None) -> str | None:
     """Where the account's WebSocket streams are: a paper account asks its simulator (None when it
-    serves none); Binance itself needs no override (""); other exchanges and custom base URLs have
-    no streams here (None)."""
+    serves none); an exchange whose dialect streams from the exchange's own URLs needs no override
+    (""); custom base URLs and dialects without streams have none here (None)."""
     if account.paper:
         base = paper_base_url(account, paper_url)
         if not base:
@@ -69,6 +70,6 @@ def stream_url(account, paper_url: str | None = None) -> str | None:
         except Exception as exc:
             log.info("%s: the simulator serves no streams (%s): REST only", account.name, exc)
             return None
-    if account.exchange_id == "binance" and not account.base_url:
+    if dialect_for(account.exchange_id).streams and not account.base_url:
         return ""
     return None

@@ -57,3 +57,7 @@ class MalformedReply(Ambiguous):
 
 class LiveTradingDisabled(ExchangeFailure):
     """A non-paper account was used while QM_LIVE_TRADING is off."""
+
+
+class UnsupportedExchange(ExchangeFailure):
+    """QuantMesh has no dialect for the exchange (`trading.exchange.dialects`): nothing is sent."""

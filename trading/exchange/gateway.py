@@ -1,12 +1,14 @@
 """The only door to an exchange: one class over a ccxt exchange instance.
 
 It speaks Decimals and the dataclasses of `trading.exchange.types`, and turns every ccxt
-failure into one of the classes of `trading.exchange.errors`. Paper trading uses the same code
-pointed at the simulator's URL, so paper and live differ only in a base URL and keys.
+failure into one of the classes of `trading.exchange.errors`. What ccxt leaves to each exchange
+(client order ids, the pinned request timestamp, native order statuses, request weights) comes
+from the exchange's dialect (`trading.exchange.dialects`): a client or gateway for an exchange
+without one is refused when it is built. Paper trading uses the same code pointed at the
+simulator's URL, so paper and live differ only in a base URL and keys.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from decimal import Decimal, InvalidOperation
@@ -15,31 +17,10 @@ from typing import Any, Callable
 import ccxt
 
 from trading.exchange import errors
-from trading.exchange.types import Balance, ExchangeOrder, MarketRules, Ticker, Trade
+from trading.exchange.dialects import dialect_for
+from trading.exchange.types import Balance, ExchangeOrder, ListedMarket, Ticker, Trade
 
 log = logging.getLogger("quantmesh.exchange")
-
-# Binance spot order statuses -> ledger statuses.
-_BINANCE_STATUS = {
-    "NEW": "open",
-    "PARTIALLY_FILLED": "partially_filled",
-    "FILLED": "filled",
-    "CANCELED": "canceled",
-    "PENDING_CANCEL": "open",
-    "REJECTED": "rejected",
-    "EXPIRED": "expired",
-    "EXPIRED_IN_MATCH": "expired",
-}
-# ccxt unified statuses -> ledger statuses (for exchanges other than Binance).
-_UNIFIED_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "rejected": "rejected", "expired": "expired"}
-
-# How long a signed request stays executable at the exchange (Binance `recvWindow`). An order
-# request signed at T cannot execute after T + RECV_WINDOW_MS, which bounds how long an ambiguous
-# create can still turn into a live order.
-RECV_WINDOW_MS = 5000
-
-# Messages that mark a rejected order as a duplicate client id (ccxt maps it to plain InvalidOrder).
-_DUPLICATE_MARKERS = ("Duplicate order sent",)
 
 
 def dec(value: Any, *, field: str = "value") -> Decimal:
@@ -63,14 +44,15 @@ def build_exchange(
     secret: str = "",
     base_url: str | None = None,
     timeout_ms: int = 5000,
-    recv_window_ms: int = RECV_WINDOW_MS,
+    recv_window_ms: int | None = None,
     pro: bool = False,
     ws_url: str | None = None,
 ) -> ccxt.Exchange:
-    """A ccxt exchange instance (`pro`: the ccxt.pro one, with WebSocket streams). With
-    `base_url` (the simulator, or any Binance-compatible server) only Binance's spot sections are
-    kept and pointed there, with the streams at `ws_url`, so nothing can leave for a real host
-    by accident."""
+    """A ccxt exchange instance (`pro`: the ccxt.pro one, with WebSocket streams), configured by
+    the exchange's dialect; UnsupportedExchange when it has none. With `base_url` (the simulator,
+    or any server compatible with the exchange) every request goes there, with the streams at
+    `ws_url`, so nothing can leave for a real host by accident. `recv_window_ms`: how long a
+    signed request may execute after its timestamp (None: the dialect's default)."""
     module = ccxt
     if pro:
         from ccxt import pro as module
@@ -78,34 +60,19 @@ def build_exchange(
         klass = getattr(module, exchange_id)
     except AttributeError:
         raise errors.Rejected(f"{exchange_id!r} is not a ccxt{'.pro' if pro else ''} exchange id") from None
+    dialect = dialect_for(exchange_id)
     exchange = klass(
         {
             "apiKey": api_key,
             "secret": secret,
             "enableRateLimit": base_url is None,
             "timeout": timeout_ms,
-            "options": {
-                "defaultType": "spot",
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-                "fetchMarkets": {"types": ["spot"]},
-                "warnOnFetchOpenOrdersWithoutSymbol": False,
-                "recvWindow": recv_window_ms,
-                "watchTickers": {"name": "ticker"},  # with bid and ask (miniTicker has neither)
-            },
+            "options": dialect.ccxt_options(recv_window_ms),
         }
     )
     exchange.number = str  # parse numbers as strings, so Decimals are exact
     if base_url:
-        base = base_url.rstrip("/")
-        exchange.urls["api"] = {"public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1"}
-        if ws_url:
-            exchange.urls["api"]["ws"] = {"spot": f"{ws_url}/ws", "ws-api": {"spot": f"{ws_url}/ws-api/v3"}}
-        spot = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
-        if spot:
-            # ccxt picks Binance's spot error table by URL prefix; a local URL would lose it.
-            exchange.exceptions["exact"] = {**exchange.exceptions["exact"], **spot.get("exact", {})}
-            exchange.exceptions["broad"] = {**exchange.exceptions["broad"], **spot.get("broad", {})}
+        dialect.point_at(exchange, base_url, ws_url)
     return exchange
 
 
@@ -114,27 +81,30 @@ class ExchangeGateway:
 
     With a `budget` (`trading.exchange.session.RequestBudget`, shared by the account's gateways),
     every request is first admitted by it (or refused with RateLimited, unsent), and every reply
-    is shown to it."""
+    is shown to it. Refuses (UnsupportedExchange) an exchange without a dialect."""
 
     def __init__(self, exchange: ccxt.Exchange, *, budget=None, markets=None):
+        self.dialect = dialect_for(exchange.id)
         self.exchange = exchange
         self.budget = budget
         self.markets = markets  # the account's markets, shared by its gateways (a MarketsCache)
-        self._rules: dict[str, MarketRules] = {}
-        options = getattr(exchange, "options", None) or {}
-        self.recv_window_ms = int(options.get("recvWindow") or RECV_WINDOW_MS)
+        self._rules: dict[str, ListedMarket] = {}
+        # A request signed at T cannot execute after T + recv_window_ms, which bounds how long an
+        # ambiguous create can still turn into a live order.
+        self.recv_window_ms = self.dialect.recv_window_ms(exchange)
         if budget is not None:
             exchange.on_rest_response = self._on_response  # ccxt calls it with every HTTP reply
 
     def _on_response(self, code, reason, url, method, headers, body, request_headers, request_body):
         self.budget.after(int(code or 0), headers, body or "")
-        if code == 200 and "/exchangeInfo" in url:
-            from trading.exchange.session import Limits
-
+        if code == 200:
             try:
-                self.budget.set_limits(Limits.from_rate_limits(json.loads(body).get("rateLimits")))
-            except (ValueError, AttributeError, TypeError):
-                log.warning("%s: exchangeInfo has no readable rateLimits; keeping %s", self.exchange.id, self.budget.limits)
+                limits = self.dialect.announced_limits(url, body)
+            except ValueError as exc:
+                log.warning("%s: %s; keeping %s", self.exchange.id, exc, self.budget.limits)
+            else:
+                if limits is not None:
+                    self.budget.set_limits(limits)
         return body
 
     def take_order_slot(self) -> float:
@@ -142,7 +112,7 @@ class ExchangeGateway:
         return 0.0 if self.budget is None else self.budget.take_order()
 
     # --- markets ---------------------------------------------------------------------------
-    def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+    def load_markets(self, reload: bool = False) -> dict[str, ListedMarket]:
         if self.markets is not None and not reload:
             def fetch():
                 loaded = self._call("load_markets", lambda: self.exchange.load_markets())
@@ -152,18 +122,20 @@ class ExchangeGateway:
             if not self.exchange.markets:
                 self.adopt_markets(markets, currencies)
             else:
-                self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
+                self._rules = {m["symbol"]: self._listing(m) for m in markets if self.dialect.trades(m)}
             return dict(self._rules)
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload))
-        self._rules = {symbol: self._rules_from_market(m) for symbol, m in markets.items() if m.get("spot", True)}
+        self._rules = {symbol: self._listing(m) for symbol, m in markets.items() if self.dialect.trades(m)}
         return dict(self._rules)
 
     def adopt_markets(self, markets: list, currencies=None) -> None:
         """Use markets another gateway of the account loaded (no request)."""
         self.exchange.set_markets(markets, currencies)
-        self._rules = {m["symbol"]: self._rules_from_market(m) for m in markets if m.get("spot", True)}
+        self._rules = {m["symbol"]: self._listing(m) for m in markets if self.dialect.trades(m)}
 
-    def market_rules(self, symbol: str) -> MarketRules:
+    def market_rules(self, symbol: str) -> ListedMarket:
+        """How the exchange lists `symbol` (its filters are the grid's market rules); Rejected
+        when it does not."""
         if not self._rules:
             self.load_markets()
         try:
@@ -172,12 +144,12 @@ class ExchangeGateway:
             raise errors.Rejected(f"{self.exchange.id} does not list {symbol}") from None
 
     @staticmethod
-    def _rules_from_market(market: dict) -> MarketRules:
+    def _listing(market: dict) -> ListedMarket:
         precision, limits = market.get("precision") or {}, market.get("limits") or {}
         tick, step = dec_or_none(precision.get("price")), dec_or_none(precision.get("amount"))
         if tick is None or step is None:
             raise errors.MalformedReply(f"market {market.get('symbol')} has no price or amount precision")
-        return MarketRules(
+        return ListedMarket(
             symbol=market["symbol"],
             market_id=market["id"],
             base=market["base"],
@@ -229,40 +201,25 @@ class ExchangeGateway:
         `signed_at_ms + recv_window_ms` (the exchange refuses it)."""
         if side not in ("buy", "sell"):
             raise ValueError(f"side must be buy or sell, not {side!r}")
-        params = {"newClientOrderId": client_order_id, "clientOrderId": client_order_id}
+        params = self.dialect.new_order_params(client_order_id)
         if post_only:
             params["postOnly"] = True
-        if signed_at_ms is not None:
-            self.exchange.nonce = lambda: signed_at_ms  # shadows the method for this one request
-        try:
+        with self.dialect.signed_at(self.exchange, signed_at_ms):
             raw = self._call(
                 "create_order",
                 lambda: self.exchange.create_order(symbol, "limit", side, str(amount), str(price), params),
                 write=True,
             )
-        finally:
-            self.exchange.__dict__.pop("nonce", None)
         order = self._order(raw, symbol=symbol, expect_client_id=client_order_id)
         log.info("order %s accepted: %s %s %s @ %s id=%s", client_order_id, side, amount, symbol, price, order.exchange_order_id)
         return order
-
-    def place_order_resolving(self, **kwargs) -> ExchangeOrder | None:
-        """`create_limit_order`, and on an ambiguous outcome one query by client id: returns the
-        order if the exchange has it, None if it certainly does not. Never resends. Raises
-        `Ambiguous` when the query fails too (the caller keeps the intent UNKNOWN)."""
-        try:
-            return self.create_limit_order(**kwargs)
-        except errors.Ambiguous as exc:
-            cid = kwargs["client_order_id"]
-            log.warning("order %s: ambiguous reply (%s); querying by client id", cid, exc)
-            return self.fetch_order_by_client_id(kwargs["symbol"], cid)
 
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         """The order with this client id, or None when the exchange has none."""
         try:
             raw = self._call(
                 "fetch_order",
-                lambda: self.exchange.fetch_order(None, symbol, {"origClientOrderId": client_order_id, "clientOrderId": client_order_id}),
+                lambda: self.exchange.fetch_order(None, symbol, self.dialect.client_id_params(client_order_id)),
             )
         except errors.OrderNotFound:
             return None
@@ -282,7 +239,7 @@ class ExchangeGateway:
         caller queries to learn which."""
         if not exchange_order_id and not client_order_id:
             raise ValueError("cancel_order needs an exchange order id or a client order id")
-        params = {} if exchange_order_id else {"origClientOrderId": client_order_id, "clientOrderId": client_order_id}
+        params = {} if exchange_order_id else self.dialect.client_id_params(client_order_id)
         try:
             raw = self._call("cancel_order", lambda: self.exchange.cancel_order(exchange_order_id, symbol, params), write=True)
         except errors.OrderNotFound:
@@ -301,18 +258,12 @@ class ExchangeGateway:
     def _order(self, raw: dict, *, symbol: str, expect_client_id: str | None = None) -> ExchangeOrder:
         if not isinstance(raw, dict) or raw.get("id") in (None, ""):
             raise errors.MalformedReply(f"exchange returned an order without an id for {expect_client_id or symbol}")
-        info = raw.get("info") or {}
-        # A cancel reply carries the cancel request's own id in clientOrderId; the order's is origClientOrderId.
-        client_id = info.get("origClientOrderId") or raw.get("clientOrderId") or info.get("clientOrderId") or ""
+        client_id = self.dialect.order_client_id(raw)
         if expect_client_id and client_id and client_id != expect_client_id:
             raise errors.MalformedReply(f"exchange answered order {client_id!r} for {expect_client_id!r}")
         amount = dec(raw.get("amount"), field="amount")
         filled = dec(raw.get("filled") or 0, field="filled")
-        status = _BINANCE_STATUS.get(str(info.get("status", "")).upper())
-        if status is None:
-            status = _UNIFIED_STATUS.get(raw.get("status") or "", "open")
-            if status == "open" and filled > 0:
-                status = "partially_filled"
+        status = self.dialect.order_status(raw, filled)
         side = (raw.get("side") or "").lower()
         if side not in ("buy", "sell"):
             raise errors.MalformedReply(f"order {raw.get('id')} has side {raw.get('side')!r}")
@@ -381,12 +332,12 @@ class ExchangeGateway:
             return errors.PostOnlyWouldTake(text)
         if isinstance(exc, ccxt.OrderNotFound):
             return errors.OrderNotFound(text)
-        if isinstance(exc, ccxt.DuplicateOrderId) or any(m in text for m in _DUPLICATE_MARKERS):
+        if isinstance(exc, ccxt.DuplicateOrderId) or any(m in text for m in self.dialect.duplicate_markers):
             return errors.DuplicateClientOrderId(text)
         if isinstance(exc, ccxt.AuthenticationError):
             return errors.AuthenticationFailed(text)
         if isinstance(exc, ccxt.InvalidNonce):
-            # Refused for its timestamp (outside recvWindow): it did not execute.
+            # Refused for its timestamp (outside the receive window): it did not execute.
             return errors.Rejected(text)
         if isinstance(exc, (ccxt.NetworkError, ccxt.OperationFailed)):
             # Timeouts (incl. -1007), 5xx, connection errors, -1000/-1001/-1006, bad responses.

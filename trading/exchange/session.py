@@ -1,19 +1,21 @@
 """One exchange session per account and process: markets loaded once, one request budget, one
 order budget and one gate, shared by every symbol thread, the reconciler and admin actions.
 
-Binance counts request weight per IP and calendar minute (6,000 on spot) and new orders per
-account (100 per 10 s, 200,000 per day), and bans an IP that keeps hitting the limit (HTTP 418,
-from 2 minutes to 3 days). A ccxt client throttles only itself, so a client per thread does not
-protect the account. Here every request of the account goes through `RequestBudget.before()`:
+The exchange counts request weight and new orders; Binance spot counts weight per IP and calendar
+minute (6,000) and new orders per account (100 per 10 s, 200,000 per day), and bans an IP that
+keeps hitting the limit (HTTP 418, from 2 minutes to 3 days). A ccxt client throttles only itself,
+so a client per thread does not protect the account. Here every request of the account goes
+through `RequestBudget.before()`, with the weights and limits of the exchange's dialect
+(`trading.exchange.dialects`):
 
 - the gate: after a 429, 418 or 403 every thread of the account stops sending until the
   exchange's Retry-After (60 s when it gives none). Orders and cancels are let through again
   `READ_GRACE` seconds before reads, so what trades is served before what checks;
-- the weight budget: each request's Binance weight is charged before it goes; reads may use
+- the weight budget: each request's weight is charged before it goes; reads may use
   `READ_SHARE` of the limit and orders and cancels `WRITE_SHARE`, so checks can never starve
-  orders. The count follows the exchange's own `X-MBX-USED-WEIGHT-1M` after each reply;
-- the order budget (`take_order`): `ORDER_SHARE` of the ORDERS limits read from
-  `exchangeInfo.rateLimits`, asked for before an order's lock, so start-up and recovery are
+  orders. The count follows the exchange's own (Binance's `X-MBX-USED-WEIGHT-1M`) after each reply;
+- the order budget (`take_order`): `ORDER_SHARE` of the order limits the exchange announces
+  (Binance's `exchangeInfo.rateLimits`), asked for before an order's lock, so start-up and recovery are
   paced instead of refused.
 
 A refused request is never sent: the caller gets `RateLimited` with the seconds to wait. Where
@@ -21,9 +23,10 @@ Redis is configured (`QM_LOCK_BACKEND=redis`), the counts and the gate live ther
 process on the same Redis (bot instances, Celery, the web admin, cron), which the deployment puts
 on one IP. Otherwise each process counts for itself and takes `QM_RATE_SHARE` of the limits.
 
-A ccxt client is not shared between threads (the order path pins its nonce, and error handling
-reads the last response's headers): each thread gets its own gateway from `gateway()`, built on
-the session's markets, so only the first costs an `exchangeInfo`.
+A ccxt client is not shared between threads (the order path pins its request timestamp, and
+error handling reads the last response's headers): each thread gets its own gateway from
+`gateway()`, built on the session's markets, so only the first loads them. A session is opened
+only for an exchange with a dialect: for any other, `ExchangeSession()` raises UnsupportedExchange.
 """
 from __future__ import annotations
 
@@ -36,19 +39,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from trading.exchange import errors
+from trading.exchange.dialects import BINANCE_SPOT, Dialect, Limits, dialect_for
 from trading.exchange.gateway import ExchangeGateway
 
 log = logging.getLogger("quantmesh.exchange")
 
-# Binance spot request weight of each gateway method (REST API docs; 0 for an accepted order or
-# cancel since 2026-04-02, charged 1 here until the reply says it was accepted).
-WEIGHTS = {
-    "load_markets": 20, "fetch_ticker": 2, "fetch_balance": 20, "fetch_open_orders": 6, "fetch_my_trades": 20,
-    "fetch_order": 4, "create_order": 1, "cancel_order": 1, "fetch_ohlcv": 2,
-}
-# What one symbol's loop spends on reads per second of ticking at 1 s: 8 per tick (open orders 6,
-# ticker 2), its trades sync (20 every 30 s) and its reconcile pass (46 every 60 s).
-WEIGHT_PER_POLLING_SECOND = 10
 READ_SHARE = 0.80
 WRITE_SHARE = 0.95
 ORDER_SHARE = 0.5  # of ORDERS per 10 s; 0.9 of the daily limit
@@ -56,31 +51,6 @@ READ_GRACE = 1.0
 RAMP_BURST = 15.0  # seconds of the minute's read budget that may be spent at once
 RAMP_MIN_WAIT = 0.5  # seconds after the gate reopens before reads may go again
 GATE_DEFAULT_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The exchange's limits, from `exchangeInfo.rateLimits` (Binance spot's values by default)."""
-
-    weight_per_minute: int = 6000
-    orders_per_10s: int = 100
-    orders_per_day: int = 200_000
-
-    @classmethod
-    def from_rate_limits(cls, rate_limits: list) -> Limits:
-        weight, per_10s, per_day = cls.weight_per_minute, cls.orders_per_10s, cls.orders_per_day
-        for item in rate_limits or []:
-            kind, interval, num, limit = (item.get("rateLimitType"), item.get("interval"),
-                                          int(item.get("intervalNum") or 1), int(item.get("limit") or 0))
-            if limit <= 0:
-                continue
-            if kind == "REQUEST_WEIGHT" and interval == "MINUTE" and num == 1:
-                weight = limit
-            elif kind == "ORDERS" and interval == "SECOND" and num == 10:
-                per_10s = limit
-            elif kind == "ORDERS" and interval == "DAY" and num == 1:
-                per_day = limit
-        return cls(weight, per_10s, per_day)
 
 
 @dataclass(frozen=True)
@@ -102,7 +72,7 @@ class RateState(Protocol):
 
 
 class LocalState:
-    """Counts of this process only (calendar minute, 10-second window and UTC day, as Binance)."""
+    """Counts of this process only (calendar minute, 10-second window and UTC day, as Binance counts)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -164,11 +134,12 @@ class RequestBudget:
     """Decides, before each request of one account, whether it may go; learns from each reply."""
 
     def __init__(self, name: str, state: RateState, *, share: float = 1.0, limits: Limits | None = None,
-                 clock=time.time):
+                 clock=time.time, dialect: Dialect = BINANCE_SPOT):
         self.name = name
         self.state = state
         self.share = share
-        self.limits = limits or Limits()
+        self.dialect = dialect  # the exchange's weights, default limits and used-weight header
+        self.limits = limits or dialect.limits
         self.clock = clock
         self.refused = 0  # requests refused here, never sent
         self._announced: float = 0.0  # the gate's end last announced, so a ban is logged once
@@ -185,7 +156,7 @@ class RequestBudget:
             wait = gate.until - now + (0.0 if write else READ_GRACE)
             raise errors.RateLimited(f"{self.name}: requests held back for {wait:.0f}s ({gate.reason})", max(wait, 0.1))
         cap = int(self.limits.weight_per_minute * self.share * (WRITE_SHARE if write else READ_SHARE))
-        weight = WEIGHTS.get(method, 1)
+        weight = self.dialect.weights.get(method, 1)
         second = now % 60
         # Spread over the minute: by second s, at most (s + RAMP_BURST) / 60 of the minute's budget,
         # so a shortfall shows as short waits through the minute, not as a blackout at its end.
@@ -203,7 +174,7 @@ class RequestBudget:
         """How often each of `symbols` polling symbol loops may tick within the read budget (and a
         tenth of it kept for fills and reconcile passes): at least `base`."""
         cap = self.limits.weight_per_minute * self.share * READ_SHARE * 0.9
-        return max(base, symbols * WEIGHT_PER_POLLING_SECOND * 60 / cap)
+        return max(base, symbols * self.dialect.weight_per_polling_second * 60 / cap)
 
     def take_order(self) -> float:
         """One new order from the order budget: 0 when granted, else the seconds to wait."""
@@ -214,7 +185,7 @@ class RequestBudget:
     def after(self, status: int, headers, body: str) -> None:
         """Learn from one reply: the weight the exchange counts, and 429/418/403."""
         now = self.clock()
-        used = _header(headers, "x-mbx-used-weight-1m")
+        used = _header(headers, self.dialect.used_weight_header)
         from trading import metrics
 
         if used is not None and used.isdigit():
@@ -225,8 +196,8 @@ class RequestBudget:
         code = _error_code(body)
         retry = _header(headers, "retry-after")
         seconds = float(retry) if retry and _is_number(retry) else GATE_DEFAULT_SECONDS
-        if status == 429 and code == -1015:
-            reason = f"429 too many orders (-1015), orders held {seconds:.0f}s"
+        if status == 429 and code is not None and code == self.dialect.too_many_orders_code:
+            reason = f"429 too many orders ({code}), orders held {seconds:.0f}s"
         elif status == 418:
             reason = f"418 IP BANNED by the exchange for {seconds:.0f}s"
         elif status == 403:
@@ -295,9 +266,10 @@ class ExchangeSession:
     """The account's markets, budget and per-thread gateways in this process."""
 
     def __init__(self, account, *, paper_url: str | None = None, budget: RequestBudget | None = None):
+        self.dialect = dialect_for(account.exchange_id)  # UnsupportedExchange before anything is built
         self.account = account
         self.paper_url = paper_url
-        self.budget = budget or RequestBudget(account.name, LocalState())
+        self.budget = budget or RequestBudget(account.name, LocalState(), dialect=self.dialect)
         self.markets = MarketsCache()
         self._local = threading.local()
         self.streams = None
@@ -320,7 +292,7 @@ class ExchangeSession:
             def make_exchange():
                 return exchange_for(account, paper_url=paper_url, pro=True, ws_url=url or None)
 
-            self.streams = AccountStreams(account.name, make_exchange, symbols).start()
+            self.streams = AccountStreams(account.name, make_exchange, symbols, self.dialect).start()
             log.info("%s: streams started for %d symbol(s)", account.name, len(symbols))
             return self.streams
 
@@ -362,13 +334,15 @@ def session_for(account, *, paper_url: str | None = None) -> ExchangeSession:
 def budget_for(account) -> RequestBudget:
     from django.conf import settings
 
+    dialect = dialect_for(account.exchange_id)
     if settings.QM_LOCK_BACKEND == "redis":
         from trading.exchange.ratestate import RedisState
 
         scope = account.base_url or account.exchange_id
-        return RequestBudget(account.name, RedisState(settings.REDIS_URL, settings.QM_LOCK_NAMESPACE, scope, account.name))
+        return RequestBudget(account.name, RedisState(settings.REDIS_URL, settings.QM_LOCK_NAMESPACE, scope, account.name),
+                             dialect=dialect)
     share = settings.QM_RATE_SHARE / 100 if settings.QM_RATE_SHARE else _default_share
-    return RequestBudget(account.name, LocalState(), share=share)
+    return RequestBudget(account.name, LocalState(), share=share, dialect=dialect)
 
 
 _default_share = 0.10  # of the limits, for a process that counts alone: the web admin, cron, Celery

@@ -11,7 +11,7 @@ REST stays the source of truth when in doubt. A feed's `generation` grows whenev
 (re)connects, so the engine resyncs open orders and trades by REST after every (re)connect;
 `healthy()` is false while a stream is down or the prices have been silent for `STALE_SECONDS`
 (Binance pushes each ticker at least once a second), and the engine then polls by REST within the
-account's budget.
+account's budget. Where the account's user-data stream is comes from the exchange's dialect.
 """
 from __future__ import annotations
 
@@ -81,9 +81,10 @@ class SymbolFeed:
 class AccountStreams:
     """The streams of one account, in a thread of their own."""
 
-    def __init__(self, name: str, make_exchange, symbols: list[str]):
+    def __init__(self, name: str, make_exchange, symbols: list[str], dialect):
         self.name = name
         self.make_exchange = make_exchange  # () -> a ccxt.pro exchange, markets not loaded
+        self.dialect = dialect  # the exchange's (trading.exchange.dialects): where its user stream is
         self.feeds = {symbol: SymbolFeed(symbol, self) for symbol in symbols}
         self.generation = 0
         self.reconnects = 0
@@ -211,8 +212,7 @@ class AccountStreams:
                 self._set("user", True)
 
     def _user_client(self):
-        url = self._exchange.urls["api"]["ws"]["ws-api"]["spot"]
-        return self._exchange.clients.get(url)
+        return self._exchange.clients.get(self.dialect.user_stream_url(self._exchange))
 
     async def _trades(self) -> None:
         for trade in await self._exchange.watch_my_trades():

@@ -6,7 +6,10 @@ from decimal import Decimal
 
 
 @dataclass(frozen=True)
-class MarketRules:
+class ListedMarket:
+    """A market as the exchange lists it: its ids, currencies and order filters. The grid's
+    rounding works on `trading.grid.MarketRules`, built from these filters."""
+
     symbol: str  # unified, e.g. "BTC/USDT"
     market_id: str  # exchange's, e.g. "BTCUSDT"
     base: str

@@ -16,8 +16,8 @@ from .config import (
     SimConfig,
     market_for,
 )
-from .engine import Balance, Engine, Order, Trade
 from .errors import SimError
+from .matching import Balance, Engine, Order, Trade
 from .pricepath import Candle, load_klines_csv
 from .server import SimulatorServer
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from . import errors
 from .config import MarketSpec
-from .engine import BUY, LIMIT, LIMIT_MAKER, Engine, Order, Trade, now_ms
 from .errors import SimError
+from .matching import BUY, LIMIT, LIMIT_MAKER, Engine, Order, Trade, now_ms
 from .pricepath import Candle
 
 Params = dict[str, str]

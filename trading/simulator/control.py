@@ -37,9 +37,9 @@ from typing import Any
 
 from .binance_api import fmt, order_json, trade_json
 from .config import to_decimal
-from .engine import Engine
 from .errors import SimError
 from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
+from .matching import Engine
 
 Body = dict[str, Any]
 Result = tuple[int, Any]

@@ -26,7 +26,7 @@ from .binance_api import (
     required,
 )
 from .config import to_decimal
-from .engine import Order, Trade, now_ms
+from .matching import Order, Trade, now_ms
 from .errors import SimError
 from .futures import CROSSED, GTC, GTX, ISOLATED, FuturesEngine, FuturesSpec, PositionView, _spec
 

@@ -2,7 +2,8 @@
 `/fapi/...` (when a futures account is configured), control under `/sim/...`.
 
 Standard library only: `ThreadingHTTPServer` with HTTP/1.1 keep-alive. The handler disables
-Nagle's algorithm; without that every keep-alive request stalls about 40 ms on the delayed ACK.
+Nagle's algorithm (TCP_NODELAY), so each reply on a kept-alive connection is sent at once instead
+of waiting for the client's delayed ACK.
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ from . import errors
 from .binance_api import BinanceApi, Params, int_param
 from .config import SimConfig
 from .control import ControlApi
-from .engine import Engine, now_ms
 from .errors import SimError
 from .fapi import FapiApi, FuturesControl
 from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
 from .futures import FuturesConfig, FuturesEngine
+from .matching import Engine, now_ms
 
 logger = logging.getLogger("trading.simulator")
 
@@ -359,7 +360,7 @@ class SimulatorServer:
 
 
 NEW_ORDER = ("POST", "/api/v3/order")
-# Binance charges no weight for an order request that succeeds (since 2026-04-02); failed ones pay.
+# Binance charges no weight for an order or cancel request that succeeds; failed ones pay.
 FREE_WHEN_ACCEPTED = {("DELETE", "/api/v3/order"), ("DELETE", "/api/v3/openOrders")}
 FAPI_NEW_ORDER = ("POST", "/fapi/v1/order")  # weight 0 on the IP limit; counts against ORDERS
 FAPI_FREE_WHEN_ACCEPTED: set[tuple[str, str]] = set()

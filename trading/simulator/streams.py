@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 from aiohttp import WSMsgType, web
 
 from .binance_api import fmt
-from .engine import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, now_ms
+from .matching import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, now_ms
 
 if TYPE_CHECKING:
     from .server import SimulatorServer

@@ -1,6 +1,7 @@
 """Helpers for code that points real ccxt at a running simulator (tests, demos, benchmarks).
 
-ccxt is imported lazily so the simulator itself keeps working without it.
+ccxt (and the exchange layer's Binance dialect, which says how a client is kept to spot and
+pointed at a compatible server) is imported lazily, so the simulator itself runs without it.
 """
 from __future__ import annotations
 
@@ -9,27 +10,17 @@ from typing import Any
 from .server import SimulatorServer
 
 
-def spot_urls(base_url: str) -> dict[str, str]:
-    """ccxt.binance `urls['api']` with only the spot sections, all on `base_url`.
-
-    Any sapi/fapi/dapi call then fails locally with ccxt.NotSupported, so nothing can reach a
-    real Binance host.
-    """
-    base_url = base_url.rstrip("/")
-    return {"public": base_url + "/api/v3", "private": base_url + "/api/v3",
-            "v1": base_url + "/api/v1"}
-
-
 def ccxt_client(target: SimulatorServer | str, api_key: str | None = None,
-                api_secret: str | None = None, *, timeout_ms: int = 3000,
-                spot_errors: bool = True, **options: Any):
-    """A `ccxt.binance` client that talks only to the simulator.
+                api_secret: str | None = None, *, timeout_ms: int = 3000, **options: Any):
+    """A `ccxt.binance` client that talks only to the simulator, kept to spot and with Binance's
+    spot error table, so errors map to the same ccxt classes as against the real host.
 
     `target` is a started SimulatorServer or a base URL. Keys default to the server's (or
-    the simulator defaults for a URL). `spot_errors` merges Binance's spot error table into
-    the generic one, so errors map to the same ccxt classes as against the real host.
+    the simulator defaults for a URL). `options` are added to the client's ccxt options.
     """
     import ccxt
+
+    from trading.exchange.dialects import BINANCE_SPOT
 
     if isinstance(target, SimulatorServer):
         base_url = target.base_url
@@ -46,16 +37,7 @@ def ccxt_client(target: SimulatorServer | str, api_key: str | None = None,
         "secret": api_secret,
         "enableRateLimit": False,
         "timeout": timeout_ms,
-        "options": {
-            "defaultType": "spot",
-            "fetchCurrencies": False,
-            "fetchMargins": False,
-            "fetchMarkets": {"types": ["spot"]},
-            **options,
-        },
+        "options": {**BINANCE_SPOT.market_options(), **options},
     })
-    exchange.urls["api"] = spot_urls(base_url)
-    if spot_errors:
-        exchange.exceptions["exact"] = {**exchange.exceptions["exact"],
-                                        **exchange.exceptions["spot"]["exact"]}
+    BINANCE_SPOT.point_at(exchange, base_url)
     return exchange

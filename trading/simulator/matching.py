@@ -1,4 +1,5 @@
-"""The simulated account: markets, price paths, balances, orders, trades and the order ledger.
+"""The simulator's matching engine: the simulated account's markets, price paths, balances,
+orders, trades and order ledger.
 
 One lock guards all state, so the engine can be shared by the HTTP handler threads, the
 auto-advance timer and test code. Methods return copies; nothing handed out can change the
@@ -180,9 +181,6 @@ class Engine:
             self._state = self._fresh_state()
 
     # ------------------------------------------------------------ market data
-
-    def market_ids(self) -> list[str]:
-        return list(self._state.markets)
 
     def spec(self, symbol: str) -> MarketSpec:
         """The market for 'BTCUSDT' or 'BTC/USDT'; SimError -1121 when unknown."""

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from trading.exchange.local import ccxt_client  # noqa: E402
 from trading.simulator import Engine, MarketSpec, SimConfig, SimulatorServer  # noqa: E402
-from trading.simulator.testing import ccxt_client  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "simulator.json"
 

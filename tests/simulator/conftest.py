@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from trading.exchange.local import ccxt_client
 from trading.simulator import MarketSpec, SimConfig, SimulatorServer
-from trading.simulator.testing import ccxt_client
 
 KLINES_CSV = Path("/work/shared/data/btcusdt-1m.csv")
 

@@ -143,7 +143,7 @@ def test_crossing_limit_fills_at_once_as_taker(sim, exchange):
 
 def test_taker_and_maker_fees_are_configurable(make_sim):
     from tests.simulator.conftest import make_config
-    from trading.simulator.testing import ccxt_client
+    from trading.exchange.local import ccxt_client
 
     sim = make_sim(make_config(maker_fee=D("0"), taker_fee=D("0.002")))
     client = ccxt_client(sim)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from trading.simulator.testing import ccxt_client
+from trading.exchange.local import ccxt_client
 
 D = Decimal
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 import ccxt
 import pytest
 
+from trading.exchange.local import ccxt_client
 from trading.simulator import Balance
-from trading.simulator.testing import ccxt_client
 
 D = Decimal
 

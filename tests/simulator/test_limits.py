@@ -9,7 +9,7 @@ import ccxt
 import pytest
 
 from tests.simulator.conftest import make_config
-from trading.simulator.testing import ccxt_client
+from trading.exchange.local import ccxt_client
 
 D = Decimal
 

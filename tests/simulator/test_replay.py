@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.simulator.conftest import make_config
+from trading.exchange.local import ccxt_client
 from trading.simulator import Candle, MarketSpec, load_klines_csv
 from trading.simulator.binance_api import aggregate
-from trading.simulator.testing import ccxt_client
 
 D = Decimal
 

@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from trading.exchange import errors
 
@@ -75,7 +75,7 @@ class Dialect:
             )
         return self
 
-    def _refuse(self, what: str):
+    def _refuse(self, what: str) -> NoReturn:
         raise errors.UnsupportedExchange(f"QuantMesh cannot trade on ccxt exchange {self.exchange_id!r}: no {what}")
 
     # --- the ccxt client --------------------------------------------------------------------------

@@ -26,9 +26,9 @@ from .binance_api import (
     required,
 )
 from .config import to_decimal
-from .matching import Order, Trade, now_ms
 from .errors import SimError
 from .futures import CROSSED, GTC, GTX, ISOLATED, FuturesEngine, FuturesSpec, PositionView, _spec
+from .matching import Order, Trade, now_ms
 
 WEEK_MS = 7 * DAY_MS
 

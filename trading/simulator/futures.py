@@ -25,8 +25,8 @@ from trading import margin
 
 from . import errors
 from .config import DecimalLike, MarketSpec, SimConfig, split_symbol, to_decimal
-from .matching import BUY, CLIENT_ID_PATTERN, FILLED, LIMIT, SELL, Engine, Order, Trade, _Market, now_ms
 from .errors import SimError
+from .matching import BUY, CLIENT_ID_PATTERN, FILLED, LIMIT, SELL, Engine, Order, Trade, _Market, now_ms
 from .pricepath import round_to
 
 ZERO = Decimal(0)

@@ -55,6 +55,7 @@ class Discrepancy(models.Model):
         FOREIGN = "foreign", "foreign order (not placed by QuantMesh)"
         REOPENED = "reopened", "open at the exchange, final in the ledger"
         BALANCE_DRIFT = "balance_drift", "holdings differ from the exchange balance"
+        POSITION_DRIFT = "position_drift", "slot holdings differ from the exchange's futures position"
 
     class Action(models.TextChoices):
         REPAIRED = "repaired", "repaired"

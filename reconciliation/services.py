@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
@@ -147,6 +147,8 @@ class Reconciler:
             # Every change apply_trades returns carries the trade it is about.
             unapplied = [cast(Trade, c.remote) for c in trade_changes if self.dry_run]
             outcome.findings += self._check_balance(unapplied, sync)
+            if self.symbol.account.is_futures and not self.dry_run:
+                self._futures_books()
         except Exception as exc:
             outcome.status = ReconcileRun.Status.FAILED
             outcome.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -213,50 +215,79 @@ class Reconciler:
             since_ms = max(t.timestamp_ms for t in batch)
 
     def _check_balance(self, unapplied: list[Trade], sync: LedgerSync | None = None) -> list[Finding]:
-        """Base holdings implied by the ledger (plus, in a dry run, the trades it would apply) vs
-        the exchange's balance. A drift worth a grid order is looked at twice: a fill that landed
-        between the trades request and the balance request shows as drift until its trade is
-        applied, so the trades are applied once more and the balance read again before pausing."""
+        """What the ledger's slots hold (plus, in a dry run, the trades it would apply) vs the
+        exchange: the base balance on spot, the position on futures. The first pass records what
+        the account held beyond the grid as the symbol's offset. A drift worth a grid order is
+        looked at twice: a fill that landed between the trades request and the balance request
+        shows as drift until its trade is applied, so the trades are applied once more and the
+        exchange read again before pausing."""
+        futures = self.symbol.account.is_futures
+        offset_field, what = ("position_offset", "position") if futures else ("base_offset", "balance")
         base = self.symbol.symbol.split("/")[0]
-        ledger_holding, exchange_total = self._holdings(base, unapplied)
-        if self.symbol.base_offset is None:
+        ledger_holding, exchange_total, price = self._holdings(base, unapplied)
+        offset = getattr(self.symbol, offset_field)
+        if offset is None:
             # First pass: whatever the account held beyond the grid's slots is not the grid's.
             if not self.dry_run:
-                Symbol.objects.filter(pk=self.symbol.pk, base_offset__isnull=True).update(base_offset=exchange_total - ledger_holding)
+                Symbol.objects.filter(pk=self.symbol.pk, **{f"{offset_field}__isnull": True}).update(
+                    **{offset_field: exchange_total - ledger_holding})
             return []
         step = self.symbol.step_size or Decimal(0)
-        drift = exchange_total - ledger_holding - self.symbol.base_offset
+        drift = exchange_total - ledger_holding - offset
         if abs(drift) <= step:
             return []
-        price = self.gateway.fetch_ticker(self.symbol.symbol).last
+        price = price or self.gateway.fetch_ticker(self.symbol.symbol).last
         if abs(drift) * price >= self.symbol.order_quantity and sync is not None and not self.dry_run:
             sync.apply_trades(self._recent_trades())
-            ledger_holding, exchange_total = self._holdings(base, unapplied)
-            drift = exchange_total - ledger_holding - self.symbol.base_offset
+            ledger_holding, exchange_total, _ = self._holdings(base, unapplied)
+            drift = exchange_total - ledger_holding - offset
             if abs(drift) <= step:
                 return []
-        expected = ledger_holding + self.symbol.base_offset
-        view = {"ledger_holding": str(ledger_holding), "offset": str(self.symbol.base_offset), "expected": str(expected)}
-        exchange_view = {"balance": str(exchange_total), "drift": str(drift), "drift_value": str(drift * price)}
+        expected = ledger_holding + offset
+        view = {"ledger_holding": str(ledger_holding), "offset": str(offset), "expected": str(expected)}
+        exchange_view = {what: str(exchange_total), "drift": str(drift), "drift_value": str(drift * price)}
+        kind = Discrepancy.Kind.POSITION_DRIFT if futures else Discrepancy.Kind.BALANCE_DRIFT
         if abs(drift) * price >= self.symbol.order_quantity:
             action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.PAUSED
             if not self.dry_run:
-                services.symbol_pause(self.symbol, reason=f"reconcile: {base} balance drift {drift} (worth {drift * price:.2f})")
+                services.symbol_pause(self.symbol, reason=f"reconcile: {base} {what} drift {drift} (worth {drift * price:.2f})")
             note = "drift worth more than one grid order: symbol paused"
         else:
             action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.REPORTED
             note = "drift below one grid order"
-        return [Finding(Discrepancy.Kind.BALANCE_DRIFT, action, ledger_view=view, exchange_view=exchange_view, note=note)]
+        return [Finding(kind, action, ledger_view=view, exchange_view=exchange_view, note=note)]
 
-    def _holdings(self, base: str, unapplied: list[Trade]) -> tuple[Decimal, Decimal]:
-        """(the base the ledger's slots hold, plus unapplied trades; the exchange's base balance)."""
-        balances = self.gateway.fetch_balances()
-        exchange_total = balances[base].total if base in balances else Decimal(0)
+    def _holdings(self, base: str, unapplied: list[Trade]) -> tuple[Decimal, Decimal, Decimal | None]:
+        """(the base the ledger's slots hold, plus unapplied trades; the exchange's base balance,
+        or on futures its signed position; the mark price when the exchange gave one)."""
+        price = None
+        if self.symbol.account.is_futures:
+            position = self.gateway.fetch_position(self.symbol.symbol)
+            exchange_total, price = position.qty, position.mark_price or None
+        else:
+            balances = self.gateway.fetch_balances()
+            exchange_total = balances[base].total if base in balances else Decimal(0)
         ledger_holding = sum((h for h in GridSlot.objects.filter(symbol=self.symbol).values_list("holding", flat=True)), Decimal(0))
         for trade in unapplied:
             received = trade.amount - (trade.fee if trade.fee_currency == base else 0)
             ledger_holding += received if trade.side == "buy" else -trade.amount
-        return ledger_holding, exchange_total
+        return ledger_holding, exchange_total, price
+
+    def _futures_books(self) -> None:
+        """Futures: store the funding payments booked since the last one stored (once each, by
+        transaction id) and a snapshot of the position and its margin."""
+        latest = self.symbol.funding_payments.order_by("-funded_at").first()
+        since = latest.funded_at if latest is not None else self.symbol.created_at
+        events = self.gateway.fetch_funding_payments(self.symbol.symbol, since_ms=int(since.timestamp() * 1000))
+        stored = 0
+        for event in events:
+            when = datetime.fromtimestamp(event.timestamp_ms / 1000, tz=UTC)
+            stored += services.funding_record(symbol=self.symbol, tran_id=event.tran_id, amount=event.amount,
+                                              asset=event.asset, funded_at=when) is not None
+        if stored:
+            log.info("%s: %d funding payment(s) stored", self.symbol.symbol, stored)
+        position = self.gateway.fetch_position(self.symbol.symbol)
+        services.position_snapshot_record(self.symbol, position, self.gateway.fetch_futures_account())
 
     # --- recording -----------------------------------------------------------------------------
     @transaction.atomic

@@ -75,7 +75,7 @@ class LedgerSync:
                 symbol=self.symbol, writer=self.writer, trade_id=trade.trade_id,
                 exchange_order_id=trade.exchange_order_id, side=trade.side, price=trade.price, amount=trade.amount,
                 fee=trade.fee, fee_currency=trade.fee_currency, is_maker=trade.is_maker,
-                traded_at=ms_to_datetime(trade.timestamp_ms),
+                traded_at=ms_to_datetime(trade.timestamp_ms), realized_pnl=trade.realized_pnl,
             )
             if outcome is None:
                 continue

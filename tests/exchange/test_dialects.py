@@ -40,7 +40,7 @@ def test_binance_is_served_by_its_spot_dialect():
     assert ExchangeGateway(build_exchange("binance")).recv_window_ms == BINANCE_SPOT.default_recv_window_ms
 
 
-@pytest.mark.parametrize("exchange_id", ["kraken", "okx", "binanceusdm"])
+@pytest.mark.parametrize("exchange_id", ["kraken", "okx", "binanceus", "bybit"])
 def test_an_exchange_without_a_dialect_is_refused_naming_what_it_cannot_honour(exchange_id):
     assert GenericDialect(exchange_id).missing() == list(REQUIRED)
     with pytest.raises(xerr.UnsupportedExchange) as refused:

@@ -8,7 +8,7 @@ import urllib.request
 import ccxt
 from django.conf import settings
 
-from trading.exchange.dialects import dialect_for
+from trading.exchange.dialects import ccxt_id, dialect_for
 from trading.exchange.errors import LiveTradingDisabled
 from trading.exchange.gateway import ExchangeGateway, build_exchange
 
@@ -16,6 +16,11 @@ log = logging.getLogger("quantmesh.exchange")
 
 PAPER_API_KEY = "qm-paper"
 PAPER_API_SECRET = "qm-paper-secret"
+
+
+def account_ccxt_id(account) -> str:
+    """The ccxt exchange id that trades `account`'s market (binanceusdm for Binance USDⓈ-M futures)."""
+    return ccxt_id(account.exchange_id, getattr(account, "market_type", "spot"))
 
 
 def exchange_for(account, *, paper_url: str | None = None, timeout_ms: int = 5000, pro: bool = False,
@@ -28,7 +33,7 @@ def exchange_for(account, *, paper_url: str | None = None, timeout_ms: int = 500
         base_url = paper_base_url(account, paper_url)
         if not base_url:
             raise LiveTradingDisabled(f"paper account {account.name} has no simulator URL")
-        return build_exchange(account.exchange_id, api_key=key or PAPER_API_KEY, secret=secret or PAPER_API_SECRET,
+        return build_exchange(account_ccxt_id(account), api_key=key or PAPER_API_KEY, secret=secret or PAPER_API_SECRET,
                               base_url=base_url, timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS,
                               pro=pro, ws_url=ws_url)
     if not settings.QM_LIVE_TRADING:
@@ -40,7 +45,7 @@ def exchange_for(account, *, paper_url: str | None = None, timeout_ms: int = 500
             f"account {account.name}: environment variables {account.api_key_env or '(unset)'} / "
             f"{account.api_secret_env or '(unset)'} hold no key or secret"
         )
-    return build_exchange(account.exchange_id, api_key=key, secret=secret, base_url=account.base_url or None,
+    return build_exchange(account_ccxt_id(account), api_key=key, secret=secret, base_url=account.base_url or None,
                           timeout_ms=timeout_ms, recv_window_ms=settings.QM_RECV_WINDOW_MS, pro=pro, ws_url=ws_url)
 
 
@@ -70,6 +75,6 @@ def stream_url(account, paper_url: str | None = None) -> str | None:
         except Exception as exc:
             log.info("%s: the simulator serves no streams (%s): REST only", account.name, exc)
             return None
-    if dialect_for(account.exchange_id).streams and not account.base_url:
+    if dialect_for(account_ccxt_id(account)).streams and not account.base_url:
         return ""
     return None

@@ -38,11 +38,13 @@ _UNIFIED_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "
 @dataclass(frozen=True)
 class Limits:
     """An account's rate limits: request weight per calendar minute, new orders per 10 seconds
-    and per UTC day."""
+    and per longer window (`orders_per_day` per `long_window_s`: a UTC day on spot, a minute on
+    USDⓈ-M futures)."""
 
     weight_per_minute: int
     orders_per_10s: int
     orders_per_day: int
+    long_window_s: int = 86_400
 
 
 class Dialect:
@@ -61,6 +63,17 @@ class Dialect:
     used_weight_header = ""  # reply header with the weight the exchange has counted
     too_many_orders_code: int | None = None  # the error code of a 429 for the order limits
     duplicate_markers: tuple[str, ...] = ()  # texts of a refusal for a client order id already used
+    futures = False  # trades perpetual futures: positions, leverage, margin and funding
+    trade_window_ms = 0  # the longest time range the trade history answers at once (0: any)
+    # Exchange error code -> the gateway error it means, where ccxt's class says less.
+    error_codes: Mapping[int, type[errors.ExchangeFailure]] = {}
+
+    def ccxt_symbol(self, symbol: str) -> str:
+        """ccxt's symbol for one of ours ("BTC/USDT")."""
+        return symbol
+
+    def our_symbol(self, ccxt_symbol: str) -> str:
+        return ccxt_symbol
 
     def missing(self) -> list[str]:
         return [need for need in REQUIRED if need not in self.capabilities]
@@ -259,17 +272,109 @@ class BinanceSpot(Dialect):
                     weight = limit
                 elif kind == "ORDERS" and interval == "SECOND" and num == 10:
                     per_10s = limit
-                elif kind == "ORDERS" and interval == "DAY" and num == 1:
+                elif kind == "ORDERS" and num == 1 and _WINDOW_S.get(interval) == self.limits.long_window_s:
                     per_day = limit
         except (ValueError, AttributeError, TypeError) as exc:
             raise ValueError(f"exchangeInfo has no readable rateLimits: {exc}") from None
-        return Limits(weight, per_10s, per_day)
+        return Limits(weight, per_10s, per_day, self.limits.long_window_s)
+
+
+_WINDOW_S = {"MINUTE": 60, "HOUR": 3600, "DAY": 86_400}
+
+
+class BinanceUsdm(BinanceSpot):
+    """Binance USDⓈ-M perpetual futures (fapi) through ccxt's `binanceusdm`, in one-way mode.
+
+    Our symbols stay "BTC/USDT"; ccxt's are "BTC/USDT:USDT". Against a local URL ccxt would lose
+    the linear error table it picks by the fapi host's prefix, so `point_at` restores it, and the
+    futures codes whose ccxt class says too little are classified by code. User data would come
+    from a listen-key stream, which QuantMesh does not open: these accounts run in REST mode."""
+
+    exchange_id = "binanceusdm"
+    name = "Binance USDⓈ-M futures"
+    market_type = "swap"
+    futures = True
+    streams = False
+    trade_window_ms = 7 * 86_400_000  # userTrades answers at most 7 days per request
+    # Binance's fapi weights. Accepted orders cost no IP weight (they count against ORDERS); 1 is
+    # charged here before the reply is known, as on spot.
+    weights = {
+        "load_markets": 1, "fetch_ticker": 1, "fetch_balance": 5, "fetch_open_orders": 1, "fetch_my_trades": 5,
+        "fetch_order": 1, "create_order": 1, "cancel_order": 1, "fetch_ohlcv": 2, "fetch_positions": 5,
+        "fetch_leverages": 5, "set_leverage": 1, "set_margin_mode": 1, "fetch_position_mode": 30,
+        "fetch_funding_history": 30, "fetch_mark_price": 1, "fetch_leverage_tiers": 1,
+    }
+    # Per tick of a polling symbol loop: open orders 1, ticker 1; trades (5 every 30 s), a reconcile
+    # pass (about 50 every 60 s: orders, trades, position, account, funding).
+    weight_per_polling_second = 3
+    limits = Limits(weight_per_minute=2400, orders_per_10s=300, orders_per_day=1200, long_window_s=60)
+    duplicate_markers = ("clientOrderId is duplicated",)
+    error_codes = {
+        -5022: errors.PostOnlyWouldTake,  # GTX would take: refused and not recorded
+        -4116: errors.DuplicateClientOrderId,
+        -2022: errors.ReduceOnlyRejected,
+        -4118: errors.ReduceOnlyRejected,
+        -2019: errors.InsufficientFunds,  # margin is insufficient
+        -2018: errors.InsufficientFunds,
+        -2027: errors.InsufficientFunds,  # above the position allowed at this leverage
+        -2028: errors.InsufficientFunds,
+        -4061: errors.PositionModeMismatch,
+        -4164: errors.Rejected,  # below the minimum notional
+    }
+    _SECTIONS = {"fapiPublic": "/fapi/v1", "fapiPublicV2": "/fapi/v2", "fapiPublicV3": "/fapi/v3",
+                 "fapiPrivate": "/fapi/v1", "fapiPrivateV2": "/fapi/v2", "fapiPrivateV3": "/fapi/v3"}
+
+    def market_options(self) -> dict[str, Any]:
+        """ccxt options that keep a client to linear perpetuals: no currency, margin or spot requests."""
+        return {"defaultType": "swap", "defaultSubType": "linear", "fetchCurrencies": False, "fetchMargins": False,
+                "fetchMarkets": {"types": ["linear"]}}
+
+    def ccxt_options(self, recv_window_ms: int | None = None) -> dict[str, Any]:
+        return {**super().ccxt_options(recv_window_ms), **self.market_options()}
+
+    def point_at(self, exchange, base_url: str, ws_url: str | None = None) -> None:
+        """Only the fapi sections are kept, so any other call fails locally with ccxt.NotSupported."""
+        base = base_url.rstrip("/")
+        exchange.urls["api"] = {section: base + path for section, path in self._SECTIONS.items()}
+        linear = exchange.exceptions.get("linear") if isinstance(exchange.exceptions, dict) else None
+        if linear:
+            exchange.exceptions["exact"] = {**exchange.exceptions["exact"], **linear.get("exact", {})}
+            exchange.exceptions["broad"] = {**exchange.exceptions["broad"], **linear.get("broad", {})}
+
+    def user_stream_url(self, exchange) -> str:
+        self._refuse("user-data stream for USDⓈ-M futures (listen keys): the account runs in REST mode")
+
+    def trades(self, market: dict) -> bool:
+        return bool(market.get("swap") and market.get("linear"))
+
+    def ccxt_symbol(self, symbol: str) -> str:
+        if ":" in symbol:
+            return symbol
+        return f"{symbol}:{symbol.split('/')[1]}"
+
+    def our_symbol(self, ccxt_symbol: str) -> str:
+        return ccxt_symbol.split(":")[0]
 
 
 BINANCE_SPOT = BinanceSpot()
+BINANCE_USDM = BinanceUsdm()
 
 # ccxt exchange id -> its dialect.
-DIALECTS: dict[str, Dialect] = {BINANCE_SPOT.exchange_id: BINANCE_SPOT}
+DIALECTS: dict[str, Dialect] = {BINANCE_SPOT.exchange_id: BINANCE_SPOT, BINANCE_USDM.exchange_id: BINANCE_USDM}
+
+# (exchange, market type) of an account -> the ccxt exchange id that trades it.
+CCXT_IDS = {("binance", "usdm"): "binanceusdm"}
+
+
+def ccxt_id(exchange_id: str, market_type: str = "spot") -> str:
+    """The ccxt exchange id for an account on `exchange_id` trading `market_type` (spot or usdm);
+    UnsupportedExchange when QuantMesh cannot trade that market there."""
+    if market_type == "spot":
+        return exchange_id
+    try:
+        return CCXT_IDS[(exchange_id, market_type)]
+    except KeyError:
+        raise errors.UnsupportedExchange(f"QuantMesh trades {market_type} futures on binance only, not on {exchange_id!r}") from None
 
 
 def dialect_for(exchange_id: str) -> Dialect:

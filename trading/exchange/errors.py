@@ -33,6 +33,16 @@ class DuplicateClientOrderId(Rejected):
     """An open order already carries this client order id."""
 
 
+class ReduceOnlyRejected(Rejected):
+    """Futures: a reduce-only order that would not reduce the position (the exchange's position is
+    smaller than, or on the other side of, what the order assumed)."""
+
+
+class PositionModeMismatch(Rejected):
+    """Futures: the account is in hedge mode (or the order names a position side); QuantMesh trades
+    one-way mode only."""
+
+
 class AuthenticationFailed(Rejected):
     """Bad API key, secret or signature."""
 

@@ -10,6 +10,7 @@ simulator's URL, so paper and live differ only in a base URL and keys.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
@@ -18,7 +19,16 @@ import ccxt
 
 from trading.exchange import errors
 from trading.exchange.dialects import dialect_for
-from trading.exchange.types import Balance, ExchangeOrder, ListedMarket, Ticker, Trade
+from trading.exchange.types import (
+    Balance,
+    ExchangeOrder,
+    FundingEvent,
+    FuturesAccount,
+    FuturesPosition,
+    ListedMarket,
+    Ticker,
+    Trade,
+)
 
 log = logging.getLogger("quantmesh.exchange")
 
@@ -122,16 +132,20 @@ class ExchangeGateway:
             if not self.exchange.markets:
                 self.adopt_markets(markets, currencies)
             else:
-                self._rules = {m["symbol"]: self._listing(m) for m in markets if self.dialect.trades(m)}
+                self._rules = self._listings(markets)
             return dict(self._rules)
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload))
-        self._rules = {symbol: self._listing(m) for symbol, m in markets.items() if self.dialect.trades(m)}
+        self._rules = self._listings(markets.values())
         return dict(self._rules)
+
+    def _listings(self, markets) -> dict[str, ListedMarket]:
+        listed = (self._listing(m) for m in markets if self.dialect.trades(m))
+        return {listing.symbol: listing for listing in listed}
 
     def adopt_markets(self, markets: list, currencies=None) -> None:
         """Use markets another gateway of the account loaded (no request)."""
         self.exchange.set_markets(markets, currencies)
-        self._rules = {m["symbol"]: self._listing(m) for m in markets if self.dialect.trades(m)}
+        self._rules = self._listings(markets)
 
     def market_rules(self, symbol: str) -> ListedMarket:
         """How the exchange lists `symbol` (its filters are the grid's market rules); Rejected
@@ -143,14 +157,13 @@ class ExchangeGateway:
         except KeyError:
             raise errors.Rejected(f"{self.exchange.id} does not list {symbol}") from None
 
-    @staticmethod
-    def _listing(market: dict) -> ListedMarket:
+    def _listing(self, market: dict) -> ListedMarket:
         precision, limits = market.get("precision") or {}, market.get("limits") or {}
         tick, step = dec_or_none(precision.get("price")), dec_or_none(precision.get("amount"))
         if tick is None or step is None:
             raise errors.MalformedReply(f"market {market.get('symbol')} has no price or amount precision")
         return ListedMarket(
-            symbol=market["symbol"],
+            symbol=self.dialect.our_symbol(market["symbol"]),
             market_id=market["id"],
             base=market["base"],
             quote=market["quote"],
@@ -163,7 +176,7 @@ class ExchangeGateway:
 
     # --- market data -----------------------------------------------------------------------
     def fetch_ticker(self, symbol: str) -> Ticker:
-        raw = self._call("fetch_ticker", lambda: self.exchange.fetch_ticker(symbol))
+        raw = self._call("fetch_ticker", lambda: self.exchange.fetch_ticker(self._sym(symbol)))
         last = raw.get("last") or raw.get("close")
         return Ticker(
             symbol=symbol,
@@ -192,22 +205,28 @@ class ExchangeGateway:
         client_order_id: str,
         post_only: bool,
         signed_at_ms: int | None = None,
+        reduce_only: bool = False,
     ) -> ExchangeOrder:
         """Send one GTC limit (or post-only) order carrying our client id. Raises a
         `Rejected` kind, `RateLimited`, or `Ambiguous` (resolve with `fetch_order_by_client_id`).
 
         `signed_at_ms` pins the request's timestamp: the caller records it before sending, so a
         process paused before the send cannot have its request executed later than
-        `signed_at_ms + recv_window_ms` (the exchange refuses it)."""
+        `signed_at_ms + recv_window_ms` (the exchange refuses it). `reduce_only` (futures): the
+        order may only shrink the position; the exchange refuses it (ReduceOnlyRejected) otherwise."""
         if side not in ("buy", "sell"):
             raise ValueError(f"side must be buy or sell, not {side!r}")
         params = self.dialect.new_order_params(client_order_id)
         if post_only:
             params["postOnly"] = True
+        if reduce_only:
+            if not self.dialect.futures:
+                raise ValueError(f"{self.exchange.id} trades spot: an order cannot be reduce-only")
+            params["reduceOnly"] = True
         with self.dialect.signed_at(self.exchange, signed_at_ms):
             raw = self._call(
                 "create_order",
-                lambda: self.exchange.create_order(symbol, "limit", side, str(amount), str(price), params),
+                lambda: self.exchange.create_order(self._sym(symbol), "limit", side, str(amount), str(price), params),
                 write=True,
             )
         order = self._order(raw, symbol=symbol, expect_client_id=client_order_id)
@@ -219,18 +238,18 @@ class ExchangeGateway:
         try:
             raw = self._call(
                 "fetch_order",
-                lambda: self.exchange.fetch_order(None, symbol, self.dialect.client_id_params(client_order_id)),
+                lambda: self.exchange.fetch_order(None, self._sym(symbol), self.dialect.client_id_params(client_order_id)),
             )
         except errors.OrderNotFound:
             return None
         return self._order(raw, symbol=symbol, expect_client_id=client_order_id)
 
     def fetch_order(self, symbol: str, exchange_order_id: str) -> ExchangeOrder:
-        raw = self._call("fetch_order", lambda: self.exchange.fetch_order(exchange_order_id, symbol))
+        raw = self._call("fetch_order", lambda: self.exchange.fetch_order(exchange_order_id, self._sym(symbol)))
         return self._order(raw, symbol=symbol)
 
     def fetch_open_orders(self, symbol: str) -> list[ExchangeOrder]:
-        raw = self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol))
+        raw = self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(self._sym(symbol)))
         return [self._order(item, symbol=symbol) for item in raw]
 
     def cancel_order(self, symbol: str, *, exchange_order_id: str | None = None, client_order_id: str | None = None) -> ExchangeOrder | None:
@@ -241,18 +260,146 @@ class ExchangeGateway:
             raise ValueError("cancel_order needs an exchange order id or a client order id")
         params = {} if exchange_order_id else self.dialect.client_id_params(client_order_id)
         try:
-            raw = self._call("cancel_order", lambda: self.exchange.cancel_order(exchange_order_id, symbol, params), write=True)
+            raw = self._call("cancel_order", lambda: self.exchange.cancel_order(exchange_order_id, self._sym(symbol), params),
+                             write=True)
         except errors.OrderNotFound:
             return None
         return self._order(raw, symbol=symbol)
 
     def fetch_my_trades(self, symbol: str, *, since_ms: int | None = None, limit: int | None = 1000) -> list[Trade]:
-        raw = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit))
-        return [self._trade(item, symbol) for item in raw]
+        """Trades since `since_ms`, oldest first. Where the exchange answers a time range in windows
+        (USDⓈ-M: 7 days), the windows are walked up to now, so `limit` is per request."""
+        window = self.dialect.trade_window_ms
+        if not window or since_ms is None:
+            raw = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(self._sym(symbol), since_ms, limit))
+            return [self._trade(item, symbol) for item in raw]
+        trades: dict[str, Trade] = {}
+        start, now = since_ms, int(time.time() * 1000)
+        while start <= now:
+            end = min(start + window - 1, now)
+            batch = self._call("fetch_my_trades", lambda s=start, e=end: self.exchange.fetch_my_trades(
+                self._sym(symbol), s, limit, {"endTime": e}))
+            for item in batch:
+                trade = self._trade(item, symbol)
+                trades[trade.trade_id] = trade
+            if limit and len(batch) >= limit:  # a full page: the rest of this window from its last trade
+                start = max(int(item.get("timestamp") or start) for item in batch)
+                if start >= end:
+                    start = end + 1
+                continue
+            start = end + 1
+        return sorted(trades.values(), key=lambda t: (t.timestamp_ms, t.trade_id))
 
     def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
-        raw = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(symbol, timeframe, None, limit))
+        raw = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self._sym(symbol), timeframe, None, limit))
         return [(int(r[0]), dec(r[1]), dec(r[2]), dec(r[3]), dec(r[4]), dec(r[5])) for r in raw]
+
+    # --- futures (USDⓈ-M, one-way mode) -------------------------------------------------------
+    def fetch_position(self, symbol: str) -> FuturesPosition:
+        """The position of `symbol` (qty 0 when flat), valued at the exchange's mark price."""
+        self._futures_only()
+        raw = self._call("fetch_positions", lambda: self.exchange.fetch_positions([self._sym(symbol)]))
+        rows = [p for p in raw if self.dialect.our_symbol(p.get("symbol") or "") == symbol]
+        if not rows:  # flat: the exchange lists no row (ccxt drops those with no entry price)
+            mark = self.fetch_mark_price(symbol)
+            return FuturesPosition(symbol, Decimal(0), Decimal(0), mark, Decimal(0), None, "", None)
+        if len(rows) > 1 or rows[0].get("hedged"):
+            raise errors.PositionModeMismatch(f"{symbol}: the exchange reports a hedge-mode position")
+        row = rows[0]
+        info = row.get("info") or {}
+        qty = dec(info.get("positionAmt") if info.get("positionAmt") is not None else row.get("contracts"),
+                  field="position amount")
+        leverage = row.get("leverage")
+        return FuturesPosition(
+            symbol=symbol, qty=qty, entry_price=dec(row.get("entryPrice") or 0, field="entry price"),
+            mark_price=dec(row.get("markPrice") or 0, field="mark price"),
+            unrealized_pnl=dec(row.get("unrealizedPnl") or 0, field="unrealised PnL"),
+            liquidation_price=dec_or_none(row.get("liquidationPrice")),
+            margin_mode=str(row.get("marginMode") or ""), leverage=None if leverage in (None, "") else int(leverage),
+        )
+
+    def fetch_futures_account(self) -> FuturesAccount:
+        """The margin asset's balances (USDT): wallet, margin balance, available and margins."""
+        self._futures_only()
+        raw = self._call("fetch_balance", self.exchange.fetch_balance)
+        assets = (raw.get("info") or {}).get("assets") or []
+        usdt = next((a for a in assets if a.get("asset") == "USDT"), None)
+        if usdt is None:
+            raise errors.MalformedReply("the futures account reports no USDT asset")
+        return FuturesAccount(
+            asset="USDT", wallet_balance=dec(usdt.get("walletBalance"), field="walletBalance"),
+            margin_balance=dec(usdt.get("marginBalance"), field="marginBalance"),
+            available_balance=dec(usdt.get("availableBalance"), field="availableBalance"),
+            initial_margin=dec(usdt.get("initialMargin") or 0, field="initialMargin"),
+            maint_margin=dec(usdt.get("maintMargin") or 0, field="maintMargin"),
+            unrealized_pnl=dec(usdt.get("unrealizedProfit") or 0, field="unrealizedProfit"),
+        )
+
+    def fetch_leverage(self, symbol: str) -> tuple[int, str]:
+        """(leverage, margin mode: cross or isolated) the exchange has for `symbol`."""
+        self._futures_only()
+        raw = self._call("fetch_leverages", lambda: self.exchange.fetch_leverages([self._sym(symbol)]))
+        row = raw.get(self._sym(symbol)) or {}
+        leverage = row.get("longLeverage") or row.get("shortLeverage")
+        if leverage in (None, ""):
+            raise errors.MalformedReply(f"{symbol}: the exchange reports no leverage")
+        return int(leverage), str(row.get("marginMode") or "")
+
+    def set_leverage(self, symbol: str, leverage: int) -> int:
+        self._futures_only()
+        raw = self._call("set_leverage", lambda: self.exchange.set_leverage(leverage, self._sym(symbol)), write=True)
+        answered = int((raw or {}).get("leverage") or 0)
+        if answered != leverage:
+            raise errors.MalformedReply(f"{symbol}: asked for leverage {leverage}, the exchange answered {answered}")
+        return answered
+
+    def set_margin_mode(self, symbol: str, mode: str) -> None:
+        """Set cross or isolated margin; already set is success."""
+        self._futures_only()
+        if mode not in ("cross", "isolated"):
+            raise ValueError(f"margin mode must be cross or isolated, not {mode!r}")
+        try:
+            self._call("set_margin_mode", lambda: self.exchange.set_margin_mode(mode, self._sym(symbol)), write=True)
+        except errors.Rejected as exc:
+            if isinstance(exc.__cause__, ccxt.MarginModeAlreadySet):
+                return
+            raise
+
+    def fetch_hedge_mode(self) -> bool:
+        """Whether the account is in hedge (dual-side) position mode."""
+        self._futures_only()
+        raw = self._call("fetch_position_mode", lambda: self.exchange.fetch_position_mode())
+        return bool((raw or {}).get("hedged"))
+
+    def fetch_mark_price(self, symbol: str) -> Decimal:
+        self._futures_only()
+        raw = self._call("fetch_mark_price", lambda: self.exchange.fetch_mark_price(self._sym(symbol)))
+        return dec(raw.get("markPrice"), field="mark price")
+
+    def fetch_funding_payments(self, symbol: str, *, since_ms: int) -> list[FundingEvent]:
+        """Funding payments of `symbol` since `since_ms`, oldest first, page by page."""
+        self._futures_only()
+        events: dict[str, FundingEvent] = {}
+        start = since_ms
+        while True:
+            batch = self._call("fetch_funding_history", lambda s=start: self.exchange.fetch_funding_history(
+                self._sym(symbol), s, 1000))
+            for row in batch:
+                if row.get("id") in (None, ""):
+                    raise errors.MalformedReply(f"{symbol}: a funding payment without a transaction id")
+                events[str(row["id"])] = FundingEvent(
+                    tran_id=str(row["id"]), symbol=symbol, amount=dec(row.get("amount"), field="funding amount"),
+                    asset=str(row.get("code") or "USDT"), timestamp_ms=int(row.get("timestamp") or 0))
+            if len(batch) < 1000:
+                return sorted(events.values(), key=lambda e: (e.timestamp_ms, e.tran_id))
+            start = max(int(row.get("timestamp") or start) for row in batch)
+
+    def _futures_only(self) -> None:
+        if not self.dialect.futures:
+            raise errors.UnsupportedExchange(f"{self.exchange.id} trades spot: it has no positions, leverage or funding")
+
+    def _sym(self, symbol: str) -> str:
+        return self.dialect.ccxt_symbol(symbol)
 
     # --- parsing ---------------------------------------------------------------------------
     def _order(self, raw: dict, *, symbol: str, expect_client_id: str | None = None) -> ExchangeOrder:
@@ -268,7 +415,7 @@ class ExchangeGateway:
         if side not in ("buy", "sell"):
             raise errors.MalformedReply(f"order {raw.get('id')} has side {raw.get('side')!r}")
         return ExchangeOrder(
-            symbol=raw.get("symbol") or symbol,
+            symbol=self.dialect.our_symbol(raw.get("symbol") or symbol),
             exchange_order_id=str(raw["id"]),
             client_order_id=client_id or (expect_client_id or ""),
             side=side,
@@ -291,7 +438,7 @@ class ExchangeGateway:
         fee = raw.get("fee") or {}
         maker = raw.get("takerOrMaker")
         return Trade(
-            symbol=raw.get("symbol") or symbol,
+            symbol=self.dialect.our_symbol(raw.get("symbol") or symbol),
             trade_id=str(raw["id"]),
             exchange_order_id=str(raw["order"]),
             side=str(raw.get("side")).lower(),
@@ -301,6 +448,7 @@ class ExchangeGateway:
             fee_currency=fee.get("currency") or "",
             is_maker=None if maker is None else maker == "maker",
             timestamp_ms=int(raw.get("timestamp") or 0),
+            realized_pnl=dec_or_none((raw.get("info") or {}).get("realizedPnl")) if self.dialect.futures else None,
         )
 
     # --- error classification --------------------------------------------------------------
@@ -326,6 +474,10 @@ class ExchangeGateway:
         text = str(exc)
         if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
             return errors.RateLimited(text, self._retry_after())
+        code = _error_code(text)
+        by_code = self.dialect.error_codes.get(code) if code is not None else None
+        if by_code is not None and isinstance(exc, ccxt.ExchangeError):
+            return by_code(text)
         if isinstance(exc, ccxt.InsufficientFunds):
             return errors.InsufficientFunds(text)
         if isinstance(exc, ccxt.OrderImmediatelyFillable):
@@ -355,6 +507,15 @@ class ExchangeGateway:
                 except (TypeError, ValueError):
                     return None
         return None
+
+
+_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def _error_code(text: str) -> int | None:
+    """The exchange's error code in a ccxt error text (ccxt puts the raw reply body in it)."""
+    match = _CODE.search(text)
+    return int(match.group(1)) if match else None
 
 
 # Set by the metrics module: called with (exchange, method, seconds, error class name or None)

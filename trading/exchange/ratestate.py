@@ -76,13 +76,14 @@ class RedisState:
         except redis.RedisError:
             return 0
 
-    def take_order(self, cap_10s: int, cap_day: int, now: float) -> float:
-        keys = [f"{self.orders_prefix}:o10:{int(now // 10)}", f"{self.orders_prefix}:o1d:{int(now // 86_400)}"]
+    def take_order(self, cap_10s: int, cap_day: int, now: float, window_s: int = 86_400) -> float:
+        long_key = "o1d" if window_s == 86_400 else f"o{window_s}s"
+        keys = [f"{self.orders_prefix}:o10:{int(now // 10)}", f"{self.orders_prefix}:{long_key}:{int(now // window_s)}"]
         try:
             answer = int(self._take(keys=keys, args=[cap_10s, cap_day]))
         except redis.RedisError as exc:
             raise self._unavailable(exc) from exc
-        return 0.0 if answer == 0 else (10 - now % 10) if answer == 1 else (86_400 - now % 86_400)
+        return 0.0 if answer == 0 else (10 - now % 10) if answer == 1 else (window_s - now % window_s)
 
     def close(self, gate: Gate, now: float) -> None:
         key = f"{self.prefix}:gate"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from trading.exchange import errors
+from trading.exchange.accounts import account_ccxt_id
 from trading.exchange.dialects import BINANCE_SPOT, Dialect, Limits, dialect_for
 from trading.exchange.gateway import ExchangeGateway
 
@@ -66,7 +67,7 @@ class RateState(Protocol):
     def spend(self, weight: int, cap: int, now: float) -> int: ...
     def observe(self, used: int, now: float) -> None: ...
     def used(self, now: float) -> int: ...
-    def take_order(self, cap_10s: int, cap_day: int, now: float) -> float: ...
+    def take_order(self, cap_10s: int, cap_day: int, now: float, window_s: int = 86_400) -> float: ...
     def close(self, gate: Gate, now: float) -> None: ...
     def gate(self, now: float) -> Gate | None: ...
 
@@ -80,8 +81,8 @@ class LocalState:
         self._weight = self._in_window = self._in_day = 0
         self._gate: Gate | None = None
 
-    def _roll(self, now: float) -> None:
-        minute, window, day = int(now // 60), int(now // 10), int(now // 86_400)
+    def _roll(self, now: float, long_window_s: int = 86_400) -> None:
+        minute, window, day = int(now // 60), int(now // 10), int(now // long_window_s)
         if minute != self._minute:
             self._minute, self._weight = minute, 0
         if window != self._window:
@@ -108,11 +109,13 @@ class LocalState:
             self._roll(now)
             return self._weight
 
-    def take_order(self, cap_10s: int, cap_day: int, now: float) -> float:
+    def take_order(self, cap_10s: int, cap_day: int, now: float, window_s: int = 86_400) -> float:
+        """One new order under `cap_10s` per 10 s and `cap_day` per `window_s` (a UTC day, or a
+        minute on futures): 0, else the seconds until a window lets it go."""
         with self._lock:
-            self._roll(now)
+            self._roll(now, window_s)
             if self._in_day >= cap_day:
-                return 86_400 - now % 86_400
+                return window_s - now % window_s
             if self._in_window >= cap_10s:
                 return 10 - now % 10
             self._in_window += 1
@@ -180,7 +183,7 @@ class RequestBudget:
         """One new order from the order budget: 0 when granted, else the seconds to wait."""
         cap_10s = max(1, int(self.limits.orders_per_10s * self.share * ORDER_SHARE))
         cap_day = max(1, int(self.limits.orders_per_day * self.share * 0.9))
-        return self.state.take_order(cap_10s, cap_day, self.clock())
+        return self.state.take_order(cap_10s, cap_day, self.clock(), self.limits.long_window_s)
 
     def after(self, status: int, headers, body: str) -> None:
         """Learn from one reply: the weight the exchange counts, and 429/418/403."""
@@ -266,7 +269,7 @@ class ExchangeSession:
     """The account's markets, budget and per-thread gateways in this process."""
 
     def __init__(self, account, *, paper_url: str | None = None, budget: RequestBudget | None = None):
-        self.dialect = dialect_for(account.exchange_id)  # UnsupportedExchange before anything is built
+        self.dialect = dialect_for(account_ccxt_id(account))  # UnsupportedExchange before anything is built
         self.account = account
         self.paper_url = paper_url
         self.budget = budget or RequestBudget(account.name, LocalState(), dialect=self.dialect)
@@ -322,7 +325,7 @@ def session_for(account, *, paper_url: str | None = None) -> ExchangeSession:
     """The process's session of `account` (one per account, base URL and keys)."""
     from django.conf import settings
 
-    key = (account.pk, account.exchange_id, account.base_url, paper_url, settings.QM_PAPER_EXCHANGE_URL,
+    key = (account.pk, account_ccxt_id(account), account.base_url, paper_url, settings.QM_PAPER_EXCHANGE_URL,
            account.paper, account.api_key_env, account.api_secret_env)
     with _sessions_lock:
         session = _sessions.get(key)
@@ -334,11 +337,11 @@ def session_for(account, *, paper_url: str | None = None) -> ExchangeSession:
 def budget_for(account) -> RequestBudget:
     from django.conf import settings
 
-    dialect = dialect_for(account.exchange_id)
+    dialect = dialect_for(account_ccxt_id(account))
     if settings.QM_LOCK_BACKEND == "redis":
         from trading.exchange.ratestate import RedisState
 
-        scope = account.base_url or account.exchange_id
+        scope = account.base_url or account_ccxt_id(account)  # Binance counts spot and fapi apart
         return RequestBudget(account.name, RedisState(settings.REDIS_URL, settings.QM_LOCK_NAMESPACE, scope, account.name),
                              dialect=dialect)
     share = settings.QM_RATE_SHARE / 100 if settings.QM_RATE_SHARE else _default_share

@@ -75,6 +75,7 @@ class Trade:
     fee_currency: str
     is_maker: bool | None
     timestamp_ms: int
+    realized_pnl: Decimal | None = None  # futures: the exchange's own figure for the trade
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from fractions import Fraction
-from typing import Literal
+from typing import Final, Literal
 
-BUY = "buy"
-SELL = "sell"
+BUY: Final = "buy"
+SELL: Final = "sell"
 Side = Literal["buy", "sell"]
-SIDES = (BUY, SELL)
+SIDES: tuple[Side, ...] = (BUY, SELL)
 
 # Why a candidate order was not placed (``Skipped.reason``).
 ZERO_AMOUNT = "zero_amount"  # the amount rounds down to nothing
@@ -59,20 +59,19 @@ _EXACT = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow, In
 # --------------------------------------------------------------------------- validation
 
 
-def _require_decimal(name: str, value: object) -> None:
+def _require_decimal(name: str, value: object) -> Decimal:
     if not isinstance(value, Decimal) or not value.is_finite():
         raise TypeError(f"{name} must be a finite Decimal, got {value!r}")
+    return value
 
 
 def _require_positive(name: str, value: object) -> None:
-    _require_decimal(name, value)
-    if value <= 0:
+    if _require_decimal(name, value) <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
 def _require_non_negative(name: str, value: object) -> None:
-    _require_decimal(name, value)
-    if value < 0:
+    if _require_decimal(name, value) < 0:
         raise ValueError(f"{name} must not be negative, got {value}")
 
 
@@ -101,7 +100,8 @@ def _to_multiple(value: Fraction, unit: Decimal, *, nearest: bool) -> Decimal:
     units = value / Fraction(unit)
     count = math.floor(units + _HALF) if nearest else math.floor(units)
     result = _EXACT.multiply(Decimal(count), unit)
-    if result.as_tuple().exponent > 0:  # a unit such as 1E+1: show 20, not 2E+1
+    exponent = result.as_tuple().exponent  # an int: the result is finite
+    if isinstance(exponent, int) and exponent > 0:  # a unit such as 1E+1: show 20, not 2E+1
         result = result.quantize(Decimal(1), context=_EXACT)
     return result
 

@@ -3,6 +3,7 @@ their rules, positions at mark, settings, funding, liquidation and the 7-day tra
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import Any
 
 import ccxt
 import pytest
@@ -30,9 +31,10 @@ def usdm_client(sim: SimulatorServer) -> ccxt.binanceusdm:
 
 
 def config(**overrides) -> FuturesConfig:
-    values = dict(markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0")),
-                           futures_market("ETH/USDT", price=D("3000"), volatility=D("0"))],
-                  balances={"USDT": D("10000")})
+    values: dict[str, Any] = dict(
+        markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0")),
+                 futures_market("ETH/USDT", price=D("3000"), volatility=D("0"))],
+        balances={"USDT": D("10000")})
     values.update(overrides)
     return FuturesConfig(**values)
 

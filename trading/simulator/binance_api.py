@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from . import errors
 from .config import MarketSpec
@@ -40,9 +40,15 @@ def fmt(value: Decimal) -> str:
 ZERO_TEXT = fmt(Decimal("0"))
 
 
+ApiT = TypeVar("ApiT")
+
+
 @dataclass(frozen=True)
-class Endpoint:
-    handler: Callable[[BinanceApi, Params], Any]
+class Endpoint(Generic[ApiT]):
+    """One route: the API method that answers it (spot's BinanceApi or futures' FapiApi), its
+    request weight and whether it needs a signature."""
+
+    handler: Callable[[ApiT, Params], Any]
     weight: Weight
     signed: bool
 
@@ -69,6 +75,10 @@ def decimal_param(params: Params, name: str) -> Decimal:
         raise errors.illegal(name, DECIMAL_PATTERN) from None
 
 
+@overload
+def int_param(params: Params, name: str, default: int) -> int: ...
+@overload
+def int_param(params: Params, name: str, default: None = None) -> int | None: ...
 def int_param(params: Params, name: str, default: int | None = None) -> int | None:
     text = params.get(name, "")
     if text == "":
@@ -227,7 +237,7 @@ class BinanceApi:
         config = engine.config
         self._order_limits = (config.order_limit_10s, config.order_limit_day)
 
-    def route(self, method: str, path: str) -> Endpoint | None:
+    def route(self, method: str, path: str) -> Endpoint[BinanceApi] | None:
         return ROUTES.get((method, path))
 
     # public ------------------------------------------------------------------
@@ -432,7 +442,7 @@ class BinanceApi:
         }
 
 
-ROUTES: dict[tuple[str, str], Endpoint] = {
+ROUTES: dict[tuple[str, str], Endpoint[BinanceApi]] = {
     ("GET", "/api/v3/ping"): Endpoint(BinanceApi.ping, 1, False),
     ("GET", "/api/v3/time"): Endpoint(BinanceApi.server_time, 1, False),
     ("GET", "/api/v3/exchangeInfo"): Endpoint(BinanceApi.exchange_info, 20, False),

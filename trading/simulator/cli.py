@@ -81,7 +81,7 @@ def build(options: dict[str, Any]) -> tuple[SimConfig, str, int]:
         except ValueError as exc:
             raise OptionError("--price", str(exc)) from None
     tick = options.get("tick_seconds")
-    config_args = {
+    config_args: dict[str, Any] = {
         "markets": markets,
         "seed": _int(options.get("seed"), "--seed", 0, 2**63),
         "balances": _balances(options.get("balances")),

@@ -1,13 +1,17 @@
 """Configuration of the exchange simulator: markets, starting balances, fees and limits.
 
 Money is `Decimal` throughout. Constructors accept `Decimal`, `int` or decimal strings and
-refuse floats, so a binary rounding error can never slip into a price or a balance.
+refuse floats, so a binary rounding error can never slip into a price or a balance. Once built,
+every such field holds a `Decimal`: the fields are annotated with what they hold, and each class
+declares, for type checkers only, the `__init__` signature that takes a `DecimalLike`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 DecimalLike = Decimal | int | str
 
@@ -49,18 +53,28 @@ class MarketSpec:
     """
 
     symbol: str
-    price: DecimalLike | None = None
-    tick: DecimalLike = Decimal("0.01")
-    step: DecimalLike = Decimal("0.00001")
-    min_notional: DecimalLike = Decimal("5")
-    min_qty: DecimalLike | None = None
-    max_qty: DecimalLike = Decimal("9000")
-    min_price: DecimalLike | None = None
-    max_price: DecimalLike = Decimal("1000000")
-    volatility: DecimalLike = Decimal("0.001")
-    drift: DecimalLike = Decimal("0")
-    book_qty: DecimalLike = Decimal("1")
+    price: Decimal | None = None
+    tick: Decimal = Decimal("0.01")
+    step: Decimal = Decimal("0.00001")
+    min_notional: Decimal = Decimal("5")
+    min_qty: Decimal = None  # type: ignore[assignment]  # None stands for `step`, set in __post_init__
+    max_qty: Decimal = Decimal("9000")
+    min_price: Decimal = None  # type: ignore[assignment]  # None stands for `tick`, set in __post_init__
+    max_price: Decimal = Decimal("1000000")
+    volatility: Decimal = Decimal("0.001")
+    drift: Decimal = Decimal("0")
+    book_qty: Decimal = Decimal("1")
     klines_csv: str | Path | None = None
+
+    if TYPE_CHECKING:
+        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
+        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
+        def __init__(self, symbol: str, price: DecimalLike | None = None, tick: DecimalLike = ...,
+                     step: DecimalLike = ..., min_notional: DecimalLike = ...,
+                     min_qty: DecimalLike | None = None, max_qty: DecimalLike = ...,
+                     min_price: DecimalLike | None = None, max_price: DecimalLike = ...,
+                     volatility: DecimalLike = ..., drift: DecimalLike = ..., book_qty: DecimalLike = ...,
+                     klines_csv: str | Path | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         split_symbol(self.symbol)
@@ -161,19 +175,30 @@ class SimConfig:
 
     markets: list[MarketSpec] = field(default_factory=default_markets)
     seed: int = 1
-    balances: dict[str, DecimalLike] = field(default_factory=default_balances)
-    maker_fee: DecimalLike = Decimal("0.001")
-    taker_fee: DecimalLike = Decimal("0.001")
+    balances: dict[str, Decimal] = field(default_factory=default_balances)
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
     weight_limit: int = 6000
     order_limit_10s: int = 100  # Binance's ORDERS limits per account (exchangeInfo.rateLimits)
     order_limit_day: int = 200_000
     tick_seconds: float | None = None
-    partial_fill_ratio: DecimalLike | None = None
+    partial_fill_ratio: Decimal | None = None
     candle_ms: int = 60_000
     start_time_ms: int | None = None
     max_candles: int = 50_000
+
+    if TYPE_CHECKING:
+        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
+        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
+        def __init__(self, markets: list[MarketSpec] = ..., seed: int = 1,
+                     balances: Mapping[str, DecimalLike] = ..., maker_fee: DecimalLike = ...,
+                     taker_fee: DecimalLike = ..., api_key: str = ..., api_secret: str = ...,
+                     weight_limit: int = 6000, order_limit_10s: int = 100, order_limit_day: int = 200_000,
+                     tick_seconds: float | None = None, partial_fill_ratio: DecimalLike | None = None,
+                     candle_ms: int = 60_000, start_time_ms: int | None = None,
+                     max_candles: int = 50_000) -> None: ...
 
     def __post_init__(self) -> None:
         if not self.markets:

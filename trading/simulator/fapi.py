@@ -51,13 +51,19 @@ def fapi_order_json(order: Order, reduce_only: bool) -> dict:
     }
 
 
+def _places(unit: Decimal) -> int:
+    """Decimal places of a filter unit: 0.010 -> 2, 10 -> 0."""
+    exponent = unit.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0  # units are finite: always an int
+
+
 def fapi_symbol_json(spec: FuturesSpec) -> dict:
     return {
         "symbol": spec.market_id, "pair": spec.market_id, "contractType": "PERPETUAL",
         "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",
         "baseAsset": spec.base, "quoteAsset": spec.quote, "marginAsset": spec.quote,
-        "pricePrecision": max(0, -spec.tick.normalize().as_tuple().exponent),
-        "quantityPrecision": max(0, -spec.step.normalize().as_tuple().exponent),
+        "pricePrecision": _places(spec.tick),
+        "quantityPrecision": _places(spec.step),
         "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
         "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                        "TRAILING_STOP_MARKET"],
@@ -95,7 +101,8 @@ def position_json(view: PositionView, *, version: int) -> dict:
         "unRealizedProfit": money_text(view.unrealized),
         "liquidationPrice": "0" if view.liquidation_price is None else fmt(view.liquidation_price),
         "notional": money_text(view.notional), "marginAsset": "USDT",
-        "isolatedMargin": money_text(view.isolated_wallet + view.unrealized if view.margin_type == ISOLATED else 0),
+        "isolatedMargin": money_text(view.isolated_wallet + view.unrealized if view.margin_type == ISOLATED
+                                     else Decimal(0)),
         "isolatedWallet": money_text(view.isolated_wallet), "updateTime": view.updated,
     }
     if version == 3:
@@ -136,7 +143,7 @@ class FapiApi:
         self.engine = engine
         self._weight_limit = weight_limit
 
-    def route(self, method: str, path: str) -> Endpoint | None:
+    def route(self, method: str, path: str) -> Endpoint[FapiApi] | None:
         return FAPI_ROUTES.get((method, path))
 
     # public ----------------------------------------------------------------------
@@ -346,9 +353,9 @@ class FapiApi:
         if start is not None and end is not None and end - start > WEEK_MS:
             raise SimError(-1127, "More than 7 days between startTime and endTime.")
         if from_id is None:
-            if start is None and end is None:
-                end = now_ms()
             if start is None:
+                if end is None:
+                    end = now_ms()
                 start = end - WEEK_MS
             elif end is None:
                 end = start + WEEK_MS
@@ -419,7 +426,7 @@ def _spec_of(engine: FuturesEngine, market_id: str) -> FuturesSpec:
     return _spec(engine._market(market_id))
 
 
-FAPI_ROUTES: dict[tuple[str, str], Endpoint] = {
+FAPI_ROUTES: dict[tuple[str, str], Endpoint[FapiApi]] = {
     ("GET", "/fapi/v1/ping"): Endpoint(FapiApi.ping, 1, False),
     ("GET", "/fapi/v1/time"): Endpoint(FapiApi.server_time, 1, False),
     ("GET", "/fapi/v1/exchangeInfo"): Endpoint(FapiApi.exchange_info, 1, False),

@@ -17,9 +17,11 @@ mark and charges the symbol's liquidation fee on that notional.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trading import margin
 
@@ -92,11 +94,23 @@ class FuturesSpec(MarketSpec):
     against the mark; `tiers` are the leverage brackets (floor, cap, mmr, max leverage)."""
 
     tiers: tuple = BTC_BRACKETS
-    multiplier_up: DecimalLike = Decimal("1.05")
-    multiplier_down: DecimalLike = Decimal("0.95")
-    liquidation_fee: DecimalLike = Decimal("0.0125")
+    multiplier_up: Decimal = Decimal("1.05")
+    multiplier_down: Decimal = Decimal("0.95")
+    liquidation_fee: Decimal = Decimal("0.0125")
     max_open_orders: int = 200
     brackets: tuple[margin.Bracket, ...] = field(init=False, default=())
+
+    if TYPE_CHECKING:
+        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
+        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
+        def __init__(self, symbol: str, price: DecimalLike | None = None, tick: DecimalLike = ...,
+                     step: DecimalLike = ..., min_notional: DecimalLike = ...,
+                     min_qty: DecimalLike | None = None, max_qty: DecimalLike = ...,
+                     min_price: DecimalLike | None = None, max_price: DecimalLike = ...,
+                     volatility: DecimalLike = ..., drift: DecimalLike = ..., book_qty: DecimalLike = ...,
+                     klines_csv: str | Path | None = None, tiers: tuple = ...,
+                     multiplier_up: DecimalLike = ..., multiplier_down: DecimalLike = ...,
+                     liquidation_fee: DecimalLike = ..., max_open_orders: int = 200) -> None: ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,17 +153,31 @@ class FuturesConfig(SimConfig):
     funding rate charged at every `funding_interval_ms` boundary of the path's time."""
 
     markets: list[MarketSpec] = field(default_factory=default_futures_markets)
-    balances: dict[str, DecimalLike] = field(default_factory=lambda: {"USDT": Decimal("10000")})
-    maker_fee: DecimalLike = Decimal("0.0002")
-    taker_fee: DecimalLike = Decimal("0.0005")
+    balances: dict[str, Decimal] = field(default_factory=lambda: {"USDT": Decimal("10000")})
+    maker_fee: Decimal = Decimal("0.0002")
+    taker_fee: Decimal = Decimal("0.0005")
     weight_limit: int = 2400
     order_limit_10s: int = 300
     order_limit_minute: int = 1200
     default_leverage: int = 20
-    mark_basis: DecimalLike = Decimal("0")
-    funding_rate: DecimalLike = Decimal("0.0001")
+    mark_basis: Decimal = Decimal("0")
+    funding_rate: Decimal = Decimal("0.0001")
     funding_interval_ms: int = FUNDING_INTERVAL_MS
     hedge_mode: bool = False
+
+    if TYPE_CHECKING:
+        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
+        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
+        def __init__(self, markets: list[MarketSpec] = ..., seed: int = 1,
+                     balances: Mapping[str, DecimalLike] = ..., maker_fee: DecimalLike = ...,
+                     taker_fee: DecimalLike = ..., api_key: str = ..., api_secret: str = ...,
+                     weight_limit: int = 2400, order_limit_10s: int = 300, order_limit_day: int = 200_000,
+                     tick_seconds: float | None = None, partial_fill_ratio: DecimalLike | None = None,
+                     candle_ms: int = 60_000, start_time_ms: int | None = None,
+                     max_candles: int = 50_000, order_limit_minute: int = 1200,
+                     default_leverage: int = 20, mark_basis: DecimalLike = ...,
+                     funding_rate: DecimalLike = ..., funding_interval_ms: int = FUNDING_INTERVAL_MS,
+                     hedge_mode: bool = False) -> None: ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -239,7 +267,8 @@ class FuturesEngine(Engine):
     def _fresh_account(self) -> None:
         config = self.config
         self._wallet = to_decimal(config.balances.get("USDT", ZERO), "USDT wallet")
-        self._positions = {spec.market_id: PositionState(min(config.default_leverage, spec.max_leverage))
+        self._positions = {spec.market_id: PositionState(min(config.default_leverage,
+                                                              _futures_spec(spec).max_leverage))
                            for spec in config.markets}
         self._reduce_only: set[int] = set()
         self._realized: dict[int, Decimal] = {}  # trade id -> the exchange's realizedPnl
@@ -614,8 +643,11 @@ class FuturesEngine(Engine):
         self._wallet = max(ZERO, self._wallet - fee)
 
 
-def _spec(market: _Market) -> FuturesSpec:
-    spec = market.spec
+def _futures_spec(spec: MarketSpec) -> FuturesSpec:
     if not isinstance(spec, FuturesSpec):
         raise TypeError(f"{spec.symbol} is not a futures market")
     return spec
+
+
+def _spec(market: _Market) -> FuturesSpec:
+    return _futures_spec(market.spec)

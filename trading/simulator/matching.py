@@ -171,6 +171,8 @@ class Engine:
         if spec.klines_csv is not None:
             rows = load_klines_csv(spec.klines_csv, spec.tick)
             return ReplayPath(rows, self.config.max_candles)
+        if spec.price is None:  # MarketSpec refuses this; narrows the type
+            raise ValueError(f"{spec.symbol}: give a starting price or a klines CSV")
         return GbmPath(spec.price, spec.tick, spec.volatility, spec.drift,
                        f"{self.config.seed}:{spec.market_id}", start_ms,
                        self.config.candle_ms, self.config.max_candles)

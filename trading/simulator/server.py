@@ -15,8 +15,9 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from . import errors
@@ -29,12 +30,18 @@ from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
 from .futures import FuturesConfig, FuturesEngine
 from .matching import Engine, now_ms
 
+if TYPE_CHECKING:
+    from .streams import StreamServer
+
 logger = logging.getLogger("trading.simulator")
 
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60_000
 MAX_BODY_BYTES = 1_000_000
 SHUTDOWN_POLL_S = 0.05  # how often the accept loop checks for stop()
+
+# Request headers: the HTTP handler passes its case-insensitive Message, callers may pass a dict.
+Headers = Mapping[str, str] | Message
 
 
 @dataclass
@@ -81,7 +88,7 @@ class SimulatorServer:
                  futures: FuturesConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.with_streams = streams  # also serve Binance's WebSocket streams (trading.simulator.streams)
-        self.streams = None
+        self.streams: StreamServer | None = None
         self.host = host
         self._requested_port = port
         self._clock = clock
@@ -133,7 +140,7 @@ class SimulatorServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self) -> SimulatorServer:
+    def start(self) -> Self:
         """Bind and serve on background threads; returns self."""
         if self._httpd is not None:
             raise RuntimeError("the simulator is already started")
@@ -215,7 +222,7 @@ class SimulatorServer:
     # ----------------------------------------------------------- request handling
 
     def handle_api(self, method: str, path: str, raw_query: str, raw_body: str,
-                   headers: Mapping[str, str]) -> Reply:
+                   headers: Headers) -> Reply:
         """Answer one `/api/...` request, applying the injected faults."""
         with self._count_lock:
             self.request_counts[path] = self.request_counts.get(path, 0) + 1
@@ -268,7 +275,7 @@ class SimulatorServer:
             return json_reply(400, {"error": str(exc)})
 
     def _execute_api(self, method: str, path: str, raw_query: str, raw_body: str,
-                     headers: Mapping[str, str]) -> Reply:
+                     headers: Headers) -> Reply:
         venue = self.fapi if path.startswith("/fapi/") else self.spot
         endpoint = venue.api.route(method, path) if venue is not None else None
         if venue is None or endpoint is None:
@@ -323,7 +330,7 @@ class SimulatorServer:
         extra[f"X-MBX-ORDER-COUNT-{venue.long_window}"] = str(in_long)
         return json_reply(200, payload, extra)
 
-    def _verify(self, headers: Mapping[str, str], raw_query: str, raw_body: str,
+    def _verify(self, headers: Headers, raw_query: str, raw_body: str,
                 params: Params) -> None:
         """API key, HMAC-SHA256 signature and recvWindow, as Binance checks them."""
         key = headers.get("X-MBX-APIKEY")

@@ -96,7 +96,10 @@ class StreamServer:
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, self.host, self._requested_port)
         loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # the port picked for port 0
+        server = site._server
+        if not isinstance(server, asyncio.Server):
+            raise RuntimeError("the WebSocket site did not start a TCP server")
+        self.port = server.sockets[0].getsockname()[1]  # the port picked for port 0
         pump = loop.create_task(self._pump())
         self._ready.set()
         try:

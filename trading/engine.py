@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -32,6 +32,9 @@ from trading.exchange.gateway import ExchangeGateway
 from trading.lockkeys import CANCEL_LOCK_TTL, ORDER_LOCK_TTL, cancel_lock_key, order_lock_key
 from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
 from trading.sync import LedgerSync, ms_to_datetime
+
+if TYPE_CHECKING:
+    from trading.exchange.streams import SymbolFeed
 
 log = logging.getLogger("quantmesh.engine")
 
@@ -59,7 +62,8 @@ def trades_possible(live: list[Order], remote_open: list) -> bool:
 
 def live_views(orders: list[Order]) -> list[grid.LiveOrderView]:
     return [
-        grid.LiveOrderView(side=o.side, level=o.level, price=o.price, filled=o.filled_amount, ref=o.client_order_id)
+        grid.LiveOrderView(side=grid.BUY if o.side == grid.BUY else grid.SELL, level=o.level, price=o.price,
+                           filled=o.filled_amount, ref=o.client_order_id)
         for o in orders if o.is_live
     ]
 
@@ -114,6 +118,10 @@ def show(value: Decimal, places: int = 8) -> str:
 class SymbolEngine:
     """Trades one symbol. Not thread-safe: one engine per thread, each with its own gateway."""
 
+    # Set by prepare(), before the first tick.
+    rules: grid.MarketRules
+    lattice: grid.Lattice
+
     def __init__(
         self,
         symbol: Symbol,
@@ -132,8 +140,6 @@ class SymbolEngine:
         self.guard = guard  # False once this instance may no longer trade the symbol (lease lost)
         self.monotonic = monotonic
         self.exchange_id = gateway.exchange.id
-        self.rules: grid.MarketRules | None = None
-        self.lattice: grid.Lattice | None = None
         self.base, self.quote = self.market.split("/")
         self.post_only_rejects: dict[tuple[int, str], int] = {}
         self.buys_paused_until = 0.0
@@ -143,7 +149,7 @@ class SymbolEngine:
         self.next_full_trade_sync = 0.0
         self.last_price: Decimal | None = None
         self.ledger = LedgerSync(symbol, gateway, writer)
-        self.feed = None  # the symbol's stream feed (trading.exchange.streams.SymbolFeed), when streaming
+        self.feed: SymbolFeed | None = None  # the symbol's stream feed, when streaming
         self.feed_generation = 0
         self.next_safety_check = 0.0
 
@@ -200,7 +206,8 @@ class SymbolEngine:
             self._refresh_lattice()
             if self.feed is not None and self.feed.healthy():
                 live = self.sync_from_stream(result)
-                price = self.feed.price
+                streamed = self.feed.price  # set before the feed turns healthy, never unset
+                price = streamed if streamed is not None else self.gateway.fetch_ticker(self.market).last
             else:
                 live = self.sync_fills_and_orders(result)
                 # The price is read after the fills, so the sells of what just filled are placed
@@ -288,6 +295,7 @@ class SymbolEngine:
         the exchange, and every `STREAM_SAFETY_SECONDS` (staggered by symbol), so an event lost
         while a stream was down, or swallowed, is found there."""
         feed = self.feed
+        assert feed is not None, "sync_from_stream needs a stream feed"
         trades = [self.gateway.parse_trade(raw, self.market) for raw in feed.drain_trades()]
         if trades:
             result.fills += self.apply_trades(trades)

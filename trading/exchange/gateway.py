@@ -9,10 +9,12 @@ simulator's URL, so paper and live differ only in a base URL and keys.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import time
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any, Callable
 
 import ccxt
@@ -63,9 +65,7 @@ def build_exchange(
     or any server compatible with the exchange) every request goes there, with the streams at
     `ws_url`, so nothing can leave for a real host by accident. `recv_window_ms`: how long a
     signed request may execute after its timestamp (None: the dialect's default)."""
-    module = ccxt
-    if pro:
-        from ccxt import pro as module
+    module: Any = importlib.import_module("ccxt.pro") if pro else ccxt
     try:
         klass = getattr(module, exchange_id)
     except AttributeError:
@@ -258,7 +258,7 @@ class ExchangeGateway:
         caller queries to learn which."""
         if not exchange_order_id and not client_order_id:
             raise ValueError("cancel_order needs an exchange order id or a client order id")
-        params = {} if exchange_order_id else self.dialect.client_id_params(client_order_id)
+        params = {} if exchange_order_id or not client_order_id else self.dialect.client_id_params(client_order_id)
         try:
             raw = self._call("cancel_order", lambda: self.exchange.cancel_order(exchange_order_id, self._sym(symbol), params),
                              write=True)
@@ -277,8 +277,8 @@ class ExchangeGateway:
         start, now = since_ms, int(time.time() * 1000)
         while start <= now:
             end = min(start + window - 1, now)
-            batch = self._call("fetch_my_trades", lambda s=start, e=end: self.exchange.fetch_my_trades(
-                self._sym(symbol), s, limit, {"endTime": e}))
+            batch: list[dict] = self._call("fetch_my_trades", partial(
+                self.exchange.fetch_my_trades, self._sym(symbol), start, limit, {"endTime": end}))
             for item in batch:
                 trade = self._trade(item, symbol)
                 trades[trade.trade_id] = trade
@@ -382,8 +382,8 @@ class ExchangeGateway:
         events: dict[str, FundingEvent] = {}
         start = since_ms
         while True:
-            batch = self._call("fetch_funding_history", lambda s=start: self.exchange.fetch_funding_history(
-                self._sym(symbol), s, 1000))
+            batch: list[dict] = self._call("fetch_funding_history", partial(
+                self.exchange.fetch_funding_history, self._sym(symbol), start, 1000))
             for row in batch:
                 if row.get("id") in (None, ""):
                     raise errors.MalformedReply(f"{symbol}: a funding payment without a transaction id")

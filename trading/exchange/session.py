@@ -36,12 +36,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from trading.exchange import errors
 from trading.exchange.accounts import account_ccxt_id
 from trading.exchange.dialects import BINANCE_SPOT, Dialect, Limits, dialect_for
 from trading.exchange.gateway import ExchangeGateway
+
+if TYPE_CHECKING:
+    from trading.exchange.streams import AccountStreams
 
 log = logging.getLogger("quantmesh.exchange")
 
@@ -142,7 +145,10 @@ class RequestBudget:
         self.state = state
         self.share = share
         self.dialect = dialect  # the exchange's weights, default limits and used-weight header
-        self.limits = limits or dialect.limits
+        default = limits or dialect.limits
+        if default is None:
+            raise ValueError(f"{name}: {dialect.name or dialect.exchange_id} has no default rate limits")
+        self.limits: Limits = default
         self.clock = clock
         self.refused = 0  # requests refused here, never sent
         self._announced: float = 0.0  # the gate's end last announced, so a ban is logged once
@@ -275,7 +281,7 @@ class ExchangeSession:
         self.budget = budget or RequestBudget(account.name, LocalState(), dialect=self.dialect)
         self.markets = MarketsCache()
         self._local = threading.local()
-        self.streams = None
+        self.streams: AccountStreams | None = None
         self._streams_lock = threading.Lock()
 
     def start_streams(self, symbols: list[str]):

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from decimal import Decimal
+from typing import Any
 
 log = logging.getLogger("quantmesh.streams")
 
@@ -94,7 +95,7 @@ class AccountStreams:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._exchange = None
+        self._exchange: Any = None  # the ccxt.pro client, made on the stream thread
 
     def healthy(self) -> bool:
         return self._up["market"] and self._up["user"]

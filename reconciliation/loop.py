@@ -43,14 +43,15 @@ class LoopReconciler:
         self.last_at: float | None = None  # monotonic time the last pass of this loop ended
         self.skipped = ""  # why the last due pass did not run, until one runs
 
-    def run_if_due(self) -> Outcome | None:
-        """One pass when due (the outcome), else None. Never raises what a pass can raise."""
+    def run_if_due(self, *, now_wanted: bool = False) -> Outcome | None:
+        """One pass when due, or at once with `now_wanted` (the outcome), else None. Never raises
+        what a pass can raise."""
         now = self.monotonic()
-        if now < self.next_check:
+        if now < self.next_check and not now_wanted:
             return None
         interval = self.symbol.reconcile_interval
         latest = ReconcileRun.objects.filter(symbol_id=self.symbol.pk).aggregate(at=Max("started_at"))["at"]
-        if latest is not None:
+        if latest is not None and not now_wanted:
             age = (timezone.now() - latest).total_seconds()
             if age < interval:
                 self.next_check = now + interval - age

@@ -19,6 +19,11 @@ matter how many instances trade or which of them reconciled last:
     quantmesh_reconcile_last_finished_timestamp_seconds{account,symbol}
                                                             end of the newest reconcile pass that could run
     quantmesh_reconcile_unresolved{account,symbol}          discrepancies the newest finished pass left to a person
+    quantmesh_futures_position{account,symbol}              futures: signed position at the newest reconcile snapshot
+    quantmesh_futures_leverage{account,symbol}              its leverage
+    quantmesh_futures_margin_ratio{account,symbol}          maintenance margin / margin balance (1 liquidates)
+    quantmesh_futures_liquidation_price{account,symbol}     the exchange's liquidation price (absent when none)
+    quantmesh_futures_funding{account,symbol}               funding received minus paid, in quote currency
     quantmesh_instance_heartbeat_age_seconds{instance,lock_backend}
                                                             seconds since a not-stopped bot instance's last heartbeat
     quantmesh_collector_up                                  1 when the database could be read for this scrape
@@ -27,7 +32,7 @@ matter how many instances trade or which of them reconciled last:
 Every family is yielded on every scrape, with no samples when there is nothing to report, so the
 names are always known to the exposition. Money columns are stored as text on SQLite, so money is
 never summed in SQL: the values are fetched and added as Decimals, and turned into floats only
-for the exposition. A scrape costs seven queries whatever the number of symbols.
+for the exposition. A scrape costs ten queries whatever the number of symbols.
 
 Call `register_collectors()` once in a process that serves `/metrics` (the web admin); it is
 idempotent. Nothing registers at import time.
@@ -108,6 +113,15 @@ class TradingStateCollector(Collector):
             "reconcile_unresolved": gauge(
                 "quantmesh_reconcile_unresolved", "Discrepancies left to a person by the newest finished reconcile pass."
             ),
+            "position": gauge("quantmesh_futures_position", "Futures: signed position at the newest snapshot."),
+            "leverage": gauge("quantmesh_futures_leverage", "Futures: leverage at the newest snapshot."),
+            "margin_ratio": gauge(
+                "quantmesh_futures_margin_ratio", "Futures: maintenance margin / margin balance; 1 liquidates."
+            ),
+            "liquidation_price": gauge(
+                "quantmesh_futures_liquidation_price", "Futures: the exchange's liquidation price of the position."
+            ),
+            "funding": gauge("quantmesh_futures_funding", "Futures: funding received minus paid, in quote currency."),
             "heartbeat_age": gauge(
                 "quantmesh_instance_heartbeat_age_seconds",
                 "Seconds since the last heartbeat of a bot instance that has not stopped cleanly.",
@@ -210,6 +224,31 @@ class TradingStateCollector(Collector):
                     latest_unresolved[sid] = (at, max(left, previous[1]) if previous else left)
             for sid, (_, left) in latest_unresolved.items():
                 families["reconcile_unresolved"].add_metric(symbols[sid], float(left))
+
+        # 8-10. futures: the newest position snapshot per symbol, and funding summed as Decimals
+        from trading.models import FundingPayment, PositionSnapshot
+
+        latest = dict(PositionSnapshot.objects.values_list("symbol_id").annotate(at=Max("taken_at")).order_by())
+        if latest:
+            rows = PositionSnapshot.objects.filter(symbol_id__in=list(latest), taken_at__in=list(set(latest.values())))
+            for snap in rows.order_by("id"):
+                if snap.symbol_id not in symbols or latest.get(snap.symbol_id) != snap.taken_at:
+                    continue
+                labels = symbols[snap.symbol_id]
+                families["position"].add_metric(labels, float(snap.qty))
+                if snap.leverage is not None:
+                    families["leverage"].add_metric(labels, float(snap.leverage))
+                balance = snap.wallet_balance + snap.unrealized_pnl
+                if balance > 0:
+                    families["margin_ratio"].add_metric(labels, float(snap.maint_margin / balance))
+                if snap.liquidation_price is not None:
+                    families["liquidation_price"].add_metric(labels, float(snap.liquidation_price))
+        funding: dict[int, Decimal] = defaultdict(Decimal)
+        for sid, amount in FundingPayment.objects.values_list("symbol_id", "amount").iterator():
+            funding[sid] += amount
+        for sid, total in funding.items():
+            if sid in symbols:
+                families["funding"].add_metric(symbols[sid], float(total))
 
         # 7. instances that have not stopped
         now = timezone.now()

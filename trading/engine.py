@@ -25,12 +25,12 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from locking.base import FENCED, Grant, LockBackendUnavailable, LockService, PendingGrant, record_event
-from trading import faultpoints, grid, pnl, services
+from trading import faultpoints, grid, metrics, pnl, services
 from trading.errors import FencedWrite
 from trading.exchange import errors as xerr
 from trading.exchange.gateway import ExchangeGateway
 from trading.lockkeys import CANCEL_LOCK_TTL, ORDER_LOCK_TTL, cancel_lock_key, order_lock_key
-from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, Symbol
+from trading.models import LIVE_STATUSES, GridSlot, Order, OrderStatus, PositionSnapshot, Symbol
 from trading.sync import LedgerSync, ms_to_datetime
 
 if TYPE_CHECKING:
@@ -152,6 +152,14 @@ class SymbolEngine:
         self.feed: SymbolFeed | None = None  # the symbol's stream feed, when streaming
         self.feed_generation = 0
         self.next_safety_check = 0.0
+        # USDⓈ-M futures: sells are reduce-only; what the exchange refuses as not reducing waits
+        # for a reconcile pass instead of being written off; buys wait near the liquidation price.
+        self.futures = gateway.dialect.futures
+        self.reconcile_wanted = False
+        self.held_sells: set[int] = set()  # levels whose reduce-only sell the exchange refused
+        self.margin_locked = False  # a buy was refused for margin this tick: cancel the far buys
+        self.near_liquidation = False
+        self.leverage: int | None = None
 
     # --- start ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -176,7 +184,51 @@ class SymbolEngine:
         self.lattice = grid.Lattice(self.symbol.anchor_price, self.symbol.price_interval, rules.tick_size)
         latest = self.symbol.fills.order_by("-traded_at").values_list("traded_at", flat=True).first()
         self.last_trade_ms = int(latest.timestamp() * 1000) if latest else None
-        self._position_safety_check()
+        if self.futures:
+            self._futures_checks()
+        else:
+            self._position_safety_check()
+
+    def _futures_checks(self) -> None:
+        """Before trading a futures symbol, with or without a position: one-way mode; the margin
+        mode and leverage the symbol asks for, set on the exchange; the exchange's leverage within
+        max_leverage; and margin for position_safety_check grid buys. A failed check pauses the
+        symbol with the reason."""
+        problem = self._futures_problem()
+        if problem:
+            services.symbol_pause(self.symbol, reason=problem[:200])
+            log.error("%s %s", self.market, problem)
+
+    def _futures_problem(self) -> str:
+        symbol = self.symbol
+        if self.gateway.fetch_hedge_mode():
+            return "hedge mode: QuantMesh trades one-way mode only; switch the account's position mode to one-way"
+        try:
+            if symbol.margin_mode:
+                self.gateway.set_margin_mode(self.market, symbol.margin_mode)
+            if symbol.leverage:
+                self.gateway.set_leverage(self.market, symbol.leverage)
+        except xerr.Rejected as exc:
+            return f"could not set margin mode {symbol.margin_mode or '-'} / leverage {symbol.leverage or '-'}: {exc}"
+        leverage, mode = self.gateway.fetch_leverage(self.market)
+        self.leverage = leverage
+        if symbol.margin_mode and mode != symbol.margin_mode:
+            return f"margin mode is {mode} at the exchange, the symbol asks for {symbol.margin_mode}"
+        if leverage > symbol.max_leverage:
+            return f"leverage {leverage}x at the exchange is above max_leverage {symbol.max_leverage}x"
+        needed = symbol.position_safety_check
+        if needed:
+            available = self.gateway.fetch_futures_account().available_balance
+            affordable = int(available * leverage / symbol.order_quantity)
+            if affordable < needed:
+                return (f"position safety check: available {available} {self.quote} at {leverage}x buys {affordable} "
+                        f"grid orders of {symbol.order_quantity}, fewer than position_safety_check={needed}")
+        return ""
+
+    def reconciled(self) -> None:
+        """A reconcile pass ran: refused reduce-only sells may be tried again on what it found."""
+        self.reconcile_wanted = False
+        self.held_sells.clear()
 
     def _position_safety_check(self) -> None:
         needed = self.symbol.position_safety_check
@@ -221,7 +273,11 @@ class SymbolEngine:
             if self._stop_loss_hit(price):
                 result.paused = True
                 return result
+            if self.futures:
+                self._watch_liquidation(price)
             self.place_wanted(price, result, live)
+            if self.margin_locked:
+                self._cancel_far_buys(price, result, live)
             self.cancel_unwanted(price, result, live)
         except xerr.RateLimited as exc:
             wait = exc.retry_after or 5.0
@@ -334,7 +390,7 @@ class SymbolEngine:
         ]
         return grid.desired_orders(
             params, self.rules, self.lattice, price, slots, live_views(live),
-            buys_paused=self.monotonic() < self.buys_paused_until,
+            buys_paused=self.monotonic() < self.buys_paused_until or self.near_liquidation,
         )
 
     def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
@@ -343,6 +399,9 @@ class SymbolEngine:
         free = self.feed.free(self.quote) if self.feed is not None else None
         try:
             for wanted in self.plan(price, live).orders:
+                if wanted.side == grid.SELL and wanted.level in self.held_sells:
+                    result.rejected_reasons.append("held_for_reconcile")
+                    continue
                 if wanted.side == grid.BUY and free is not None:
                     cost = wanted.price * wanted.amount
                     if cost > free:
@@ -451,6 +510,7 @@ class SymbolEngine:
                 remote = self.gateway.create_limit_order(
                     symbol=self.market, side=wanted.side, amount=wanted.amount, price=wanted.price,
                     client_order_id=cid, post_only=post_only, signed_at_ms=signed_at_ms,
+                    reduce_only=self.futures and wanted.side == grid.SELL,
                 )
             finally:
                 # Sent, refused or in doubt: from here the live intent row keeps the slot (a second
@@ -466,8 +526,23 @@ class SymbolEngine:
             self._reject(order, f"insufficient funds: {exc}", result, "insufficient_funds")
             if wanted.side == grid.BUY:
                 self.buys_paused_until = self.monotonic() + self.symbol.margin_lock_duration_seconds
-                log.warning("%s buys paused for %ss: insufficient funds", self.market,
-                            self.symbol.margin_lock_duration_seconds)
+                self.margin_locked = self.futures
+                log.warning("%s buys paused for %ss: insufficient %s", self.market,
+                            self.symbol.margin_lock_duration_seconds, "margin" if self.futures else "funds")
+            return order
+        except xerr.ReduceOnlyRejected as exc:
+            # The exchange's position is smaller than the ledger's slots: never write the holding
+            # off here. The slot's sell waits for a reconcile pass, asked for now.
+            self._reject(order, f"reduce-only refused: {exc}", result, "reduce_only")
+            self.held_sells.add(wanted.level)
+            self.reconcile_wanted = True
+            log.warning("%s level %s: the exchange refused a reduce-only sell; the holding is kept and a "
+                        "reconcile pass is asked for", self.market, wanted.level)
+            return order
+        except xerr.PositionModeMismatch as exc:
+            self._reject(order, str(exc), result, "position_mode")
+            services.symbol_pause(self.symbol, reason="hedge mode: switch the account's position mode to one-way")
+            log.error("%s paused: the account is in hedge mode (%s)", self.market, exc)
             return order
         except xerr.DuplicateClientOrderId:
             # An open order already carries this id: it is ours. Adopt it.
@@ -558,6 +633,32 @@ class SymbolEngine:
             if order.exchange_order_id or order.status != OrderStatus.PENDING:
                 done += self.cancel(order, reason="shutdown")
         return done
+
+    def _cancel_far_buys(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
+        """After a buy was refused for margin: cancel the live buys beyond the nearest half of the
+        buy window, freeing their margin for the buys nearest the price."""
+        self.margin_locked = False
+        keep = max(1, self.symbol.buy_window_size // 2)
+        buys = sorted((o for o in live if o.is_live and o.side == grid.BUY and o.filled_amount == 0),
+                      key=lambda o: price - o.price)
+        for order in buys[keep:]:
+            self.cancel(order, result, reason="margin lock: freeing margin for the nearer buys")
+
+    def _watch_liquidation(self, price: Decimal) -> None:
+        """Pause buys while the price is within `liquidation_buffer` of the liquidation price the
+        last reconcile pass read from the exchange; say so once when it starts and when it ends."""
+        buffer = self.symbol.liquidation_buffer
+        snapshot = PositionSnapshot.objects.filter(symbol=self.symbol).order_by("-taken_at", "-id").first()
+        liquidation = snapshot.liquidation_price if snapshot is not None and snapshot.qty > 0 else None
+        distance = (price - liquidation) / price if liquidation is not None and price > 0 else None
+        metrics.LIQUIDATION_DISTANCE.labels(self.market).set(float(distance) if distance is not None else -1)
+        near = bool(buffer) and distance is not None and distance < buffer
+        if distance is not None and near and not self.near_liquidation:
+            log.error("%s price %s is %.2f%% from the liquidation price %s (buffer %s%%): buys paused",
+                      self.market, price, float(distance) * 100, liquidation, float(buffer) * 100)
+        elif self.near_liquidation and not near:
+            log.warning("%s price %s is clear of the liquidation buffer again: buys resume", self.market, price)
+        self.near_liquidation = near
 
     # --- risk ----------------------------------------------------------------------------------
     def _stop_loss_hit(self, price: Decimal) -> bool:

@@ -36,6 +36,10 @@ STREAMS_UP = get_or_create(
     Gauge, "quantmesh_streams_up", "1 while the account's WebSocket streams deliver for every symbol, 0 while REST polls.",
     ("account",),
 )
+LIQUIDATION_DISTANCE = get_or_create(
+    Gauge, "quantmesh_liquidation_distance_ratio",
+    "Futures: (price - liquidation price) / price of the symbol's long position; -1 without one.", ("symbol",),
+)
 LOOP_LAG = get_or_create(Gauge, "quantmesh_loop_lag_seconds", "How late the last tick started.", ("symbol",))
 # The same lag over all symbols of the process, as a distribution: its p99 is the figure to watch
 # (a tick starts late when the previous one overran the tick interval or the process is saturated).

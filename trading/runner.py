@@ -282,7 +282,9 @@ class Bot:
         if run.reconciler is None or engine.symbol.status == Symbol.Status.STOPPED or not run.guard():
             return
         try:
-            outcome = run.reconciler.run_if_due()
+            outcome = run.reconciler.run_if_due(now_wanted=engine.reconcile_wanted)
+            if outcome is not None:
+                engine.reconciled()
         except Exception:
             log.error("%s loop reconcile failed:\n%s", run.symbol.symbol, traceback.format_exc())
             return

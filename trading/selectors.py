@@ -20,7 +20,7 @@ from django.utils.safestring import mark_safe
 from locking.models import LockEvent
 from reconciliation.models import ReconcileRun
 from trading import charts, grid, liveness, pnl
-from trading.models import LIVE_STATUSES, BotInstance, Fill, GridSlot, Order, Symbol
+from trading.models import LIVE_STATUSES, BotInstance, Fill, FundingPayment, GridSlot, Order, PositionSnapshot, Symbol
 
 LADDER_MARGIN = 2  # levels shown beyond the buy and sell windows
 LADDER_MAX_ROWS = 41
@@ -281,10 +281,20 @@ class SymbolCard:
     open_buys: int = 0
     open_sells: int = 0
     links: dict[str, str] = field(default_factory=dict)
+    futures: FuturesView | None = None
 
     @property
     def realised_display(self) -> str:
         return show(self.realised, 8)
+
+    @property
+    def net_pnl(self) -> Decimal:
+        """Realised PnL of the slots (fees included) plus funding received minus paid."""
+        return self.realised + (self.futures.funding if self.futures is not None else Decimal(0))
+
+    @property
+    def net_pnl_display(self) -> str:
+        return show(self.net_pnl, 8)
 
     @property
     def base(self) -> str:
@@ -293,6 +303,51 @@ class SymbolCard:
     @property
     def quote(self) -> str:
         return self.symbol.symbol.split("/")[1]
+
+
+@dataclass(frozen=True)
+class FuturesView:
+    """A futures symbol's position as the newest reconcile pass read it, and its funding."""
+
+    snapshot: PositionSnapshot | None
+    funding: Decimal  # received minus paid
+    funding_count: int
+
+    @property
+    def margin_ratio(self) -> Decimal | None:
+        snap = self.snapshot
+        if snap is None or snap.wallet_balance + snap.unrealized_pnl <= 0:
+            return None
+        return snap.maint_margin / (snap.wallet_balance + snap.unrealized_pnl)
+
+    @property
+    def liquidation_distance(self) -> Decimal | None:
+        """(mark - liquidation price) / mark of a long position."""
+        snap = self.snapshot
+        if snap is None or snap.liquidation_price is None or snap.mark_price <= 0 or snap.qty <= 0:
+            return None
+        return (snap.mark_price - snap.liquidation_price) / snap.mark_price
+
+    def percent(self, value: Decimal | None) -> str:
+        return "–" if value is None else f"{value * 100:.2f} %"
+
+    @property
+    def margin_ratio_display(self) -> str:
+        return self.percent(self.margin_ratio)
+
+    @property
+    def liquidation_distance_display(self) -> str:
+        return self.percent(self.liquidation_distance)
+
+    @property
+    def funding_display(self) -> str:
+        return show(self.funding, 8)
+
+
+def futures_view(symbol: Symbol) -> FuturesView:
+    snapshot = PositionSnapshot.objects.filter(symbol=symbol).order_by("-taken_at", "-id").first()
+    amounts = list(FundingPayment.objects.filter(symbol=symbol).values_list("amount", flat=True))
+    return FuturesView(snapshot, sum(amounts, Decimal(0)), len(amounts))
 
 
 def symbol_cards(symbols: Iterable[Symbol]) -> list[SymbolCard]:
@@ -320,6 +375,7 @@ def symbol_cards(symbols: Iterable[Symbol]) -> list[SymbolCard]:
                 "fills": reverse("admin:trading_fill_changelist") + f"?symbol__id__exact={symbol.pk}",
                 "runs": reverse("admin:reconciliation_reconcilerun_changelist") + f"?symbol__id__exact={symbol.pk}",
             },
+            futures=futures_view(symbol) if symbol.account.is_futures else None,
         ))
     return cards
 

@@ -116,3 +116,27 @@ def test_the_pnl_headline_is_the_ledger_sum(admin_client, world):
     total = sum(services.GridSlot.objects.filter(symbol=symbol).values_list("realized_pnl", flat=True), Decimal(0))
     assert total == Decimal("0.066566")
     assert f'data-pnl="{total}"' in admin_client.get(DASHBOARD).content.decode()
+
+
+def test_a_futures_symbol_shows_its_position_liquidation_margin_and_funding(admin_client):
+    from tests.factories import make_account
+    from trading.exchange.types import FuturesAccount, FuturesPosition
+    from trading.models import MarketType
+
+    futures = make_symbol(make_account(name="usdm", market_type=MarketType.USDM), symbol="BTC/USDT")
+    spot = make_symbol(make_account(name="spot"), symbol="ETH/USDT")
+    position = FuturesPosition("BTC/USDT", Decimal("0.1"), Decimal("50000"), Decimal("48000"), Decimal("-200"),
+                               Decimal("45000"), "cross", 10)
+    account = FuturesAccount("USDT", Decimal("1000"), Decimal("800"), Decimal("300"), Decimal("480"),
+                             Decimal("20"), Decimal("-200"))
+    services.position_snapshot_record(futures, position, account)
+    services.funding_record(symbol=futures, tran_id="1", amount=Decimal("-1.25"), asset="USDT",
+                            funded_at=timezone.now())
+    html = admin_client.get(DASHBOARD).content.decode()
+    assert html.count('data-futures="true"') == 1  # the spot symbol shows none of it
+    assert 'data-position="0.1' in html and 'data-liquidation="45000' in html
+    assert "6.25 % below the mark" in html  # (48000 - 45000) / 48000
+    assert 'class="qm-down">45000' in html  # inside the 10 % buffer
+    assert 'data-margin-ratio="0.025' in html and "2.50 %" in html  # 20 / (1000 - 200)
+    assert 'data-funding="-1.25' in html and "1 payment;" in html
+    assert spot.symbol in html

@@ -206,13 +206,39 @@ def test_collector_keeps_the_scrape_alive_when_the_database_fails(registry, monk
 
 @pytest.mark.django_db
 def test_collector_query_count_does_not_grow_with_symbols(registry, trading_rows, django_assert_max_num_queries):
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(10):
         scrape(registry)
     for n in range(5):
         make_symbol(trading_rows["btc"].account, symbol=f"C{n}/USDT")
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(10):
         samples = scrape(registry)
     assert len(samples["quantmesh_symbol_running"]) == 7
+
+
+@pytest.mark.django_db
+def test_collector_exports_the_newest_futures_position_and_the_funding(registry, trading_rows):
+    from trading import services
+    from trading.exchange.types import FuturesAccount, FuturesPosition
+    from trading.models import PositionSnapshot
+
+    btc = trading_rows["btc"]
+    older = FuturesPosition("BTC/USDT", Decimal("0.2"), Decimal("50000"), Decimal("50000"), Decimal("0"), None, "cross", 20)
+    newer = FuturesPosition("BTC/USDT", Decimal("0.1"), Decimal("50000"), Decimal("49000"), Decimal("-100"),
+                            Decimal("40160.6"), "cross", 10)
+    account = FuturesAccount("USDT", Decimal("1000"), Decimal("900"), Decimal("400"), Decimal("490"),
+                             Decimal("18"), Decimal("-100"))
+    services.position_snapshot_record(btc, older, account)
+    PositionSnapshot.objects.update(taken_at=timezone.now() - timedelta(minutes=1))
+    services.position_snapshot_record(btc, newer, account)
+    for tran, amount in (("1", "-0.5"), ("2", "0.2")):
+        services.funding_record(symbol=btc, tran_id=tran, amount=Decimal(amount), asset="USDT", funded_at=timezone.now())
+    samples = scrape(registry)
+    labels = {"account": btc.account.name, "symbol": "BTC/USDT"}
+    assert value(samples, "quantmesh_futures_position", **labels) == 0.1
+    assert value(samples, "quantmesh_futures_leverage", **labels) == 10
+    assert value(samples, "quantmesh_futures_liquidation_price", **labels) == 40160.6
+    assert value(samples, "quantmesh_futures_margin_ratio", **labels) == 0.02  # 18 / (1000 - 100)
+    assert value(samples, "quantmesh_futures_funding", **labels) == -0.3  # summed as Decimals
 
 
 def test_register_collectors_is_idempotent():

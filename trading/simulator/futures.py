@@ -355,7 +355,7 @@ class FuturesEngine(Engine):
         """Charge funding at the current rate and mark now, out of the path's schedule."""
         with self._lock:
             markets = [self._market(symbol)] if symbol else list(self._state.markets.values())
-            return [row for m in markets if (row := self._fund(m, m.path.current.open_time))]
+            return [row for m in markets if (row := self._fund(m, self._clock()))]
 
     # ----------------------------------------------------------------- account
 

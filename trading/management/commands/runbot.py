@@ -139,14 +139,18 @@ def ensure_paper_setup() -> None:
 
 def start_embedded_simulator(symbols: list[Symbol]):
     from trading.simulator import SimConfig, SimulatorServer, market_for
+    from trading.simulator.futures import FuturesConfig, futures_market
 
-    markets = sorted({s.symbol for s in symbols if s.account.paper})
+    markets = sorted({s.symbol for s in symbols if s.account.paper and not s.account.is_futures})
+    perpetuals = sorted({s.symbol for s in symbols if s.account.paper and s.account.is_futures})
     try:
-        specs = [market_for(m) for m in markets]
+        specs = [market_for(m) for m in markets or ["BTC/USDT"]]
+        futures = FuturesConfig(markets=[futures_market(m) for m in perpetuals], tick_seconds=1.0) if perpetuals else None
     except ValueError as exc:
         raise CommandError(f"the built-in simulator cannot serve this symbol: {exc}") from None
     config = SimConfig(markets=specs, tick_seconds=1.0)
-    server = SimulatorServer(config, host="127.0.0.1", port=0, streams=True)
+    # Spot under /api, USDⓈ-M futures under /fapi of the same server.
+    server = SimulatorServer(config, host="127.0.0.1", port=0, streams=True, futures=futures)
     server.start()
     return server
 

@@ -43,3 +43,20 @@ def make_engine(paper_symbol):
         engine.prepare()
         return engine
     return build
+
+
+def futures_config(**overrides):
+    """A USDⓈ-M account at Binance's limits: BTC/USDT at 50,000 standing still, 10,000 USDT."""
+    from trading.simulator.futures import FuturesConfig, futures_market
+
+    values: dict = {"markets": [futures_market("BTC/USDT", price=Decimal("50000"), volatility=Decimal("0"))],
+                    "balances": {"USDT": Decimal("10000")}}
+    values.update(overrides)
+    return FuturesConfig(**values)
+
+
+@pytest.fixture
+def fsim():
+    """A simulator serving a USDⓈ-M futures account (see `futures_config`) under /fapi."""
+    with SimulatorServer(futures=futures_config()) as server:
+        yield server

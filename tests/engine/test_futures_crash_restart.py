@@ -10,20 +10,13 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.procs import manage, wait_for
+from tests.engine.test_crash_restart import filled, live, start_bot
+from tests.paper import futures_config
+from tests.procs import wait_for
 from trading.models import ExchangeAccount, FundingPayment, GridSlot, MarketType, Order, Symbol
 from trading.simulator import SimulatorServer
-from trading.simulator.futures import FuturesConfig, futures_market
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def live(symbol, side, level):
-    return Order.objects.filter(symbol=symbol, side=side, level=level, status__in=["open", "partially_filled"]).exists()
-
-
-def filled(symbol, side, level):
-    return Order.objects.filter(symbol=symbol, side=side, level=level, status="filled").exists()
 
 
 def reconcile(symbol):
@@ -37,18 +30,8 @@ def reconcile(symbol):
                       trigger=ReconcileRun.Trigger.CRON).run()
 
 
-def start_bot(tmp_path, symbol):
-    log = tmp_path / "runbot.log"
-    proc = manage("runbot", "--symbols", symbol.symbol, "--account", symbol.account.name, "--tick-interval", "0.05",
-                  "--status-interval", "5", log_path=log, QM_INSTANCE_ID="futures-crash-bot",
-                  QM_RECV_WINDOW_MS="1000", QM_CLOCK_MARGIN_MS="500")
-    return proc, log
-
-
 def test_kill_9_with_a_futures_position_then_restart(tmp_path):
-    config = FuturesConfig(markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0"))],
-                           balances={"USDT": D("10000")})
-    with SimulatorServer(futures=config) as sim:
+    with SimulatorServer(futures=futures_config()) as sim:
         engine = sim.futures
         account = ExchangeAccount.objects.create(name="futures", exchange_id="binance", market_type=MarketType.USDM,
                                                  paper=True, base_url=sim.base_url)

@@ -13,18 +13,8 @@ from trading.engine import SymbolEngine
 from trading.exchange.accounts import gateway_for
 from trading.exchange.types import FuturesAccount, FuturesPosition
 from trading.models import ExchangeAccount, GridSlot, MarketType, Order, Symbol
-from trading.simulator import SimulatorServer
-from trading.simulator.futures import FuturesConfig, futures_market
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def fsim():
-    config = FuturesConfig(markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0"))],
-                           balances={"USDT": D("10000")})
-    with SimulatorServer(futures=config) as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.paper import futures_config
 from trading.exchange import ExchangeGateway, build_exchange, errors
 from trading.exchange.dialects import ccxt_id
 from trading.simulator import SimulatorServer
-from trading.simulator.futures import FuturesConfig, futures_market
 
 DAY_MS = 86_400_000
 
@@ -32,10 +32,8 @@ def clock():
 
 
 @pytest.fixture
-def fsim(clock):
-    config = FuturesConfig(markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0"))],
-                           balances={"USDT": D("10000")})
-    with SimulatorServer(futures=config, clock=clock) as server:
+def fsim(clock):  # the shared fixture's account on a clock the test can shift
+    with SimulatorServer(futures=futures_config(), clock=clock) as server:
         yield server
 
 

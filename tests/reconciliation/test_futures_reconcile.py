@@ -13,19 +13,9 @@ from tests.factories import make_account, make_symbol
 from trading import services
 from trading.exchange.accounts import gateway_for
 from trading.models import FundingPayment, GridSlot, MarketType, OrderStatus, PositionSnapshot, Symbol
-from trading.simulator import SimulatorServer
-from trading.simulator.futures import FuturesConfig, futures_market
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WRITER = services.Writer(instance_id="test", fence_token=0)
-
-
-@pytest.fixture
-def fsim():
-    config = FuturesConfig(markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0"))],
-                           balances={"USDT": D("10000")})
-    with SimulatorServer(futures=config) as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ their rules, positions at mark, settings, funding, liquidation and the 7-day tra
 from __future__ import annotations
 
 from decimal import Decimal as D
-from typing import Any
 
 import ccxt
 import pytest
 
+from tests.paper import futures_config
 from trading import margin
 from trading.simulator import SimulatorServer
 from trading.simulator.futures import FuturesConfig, futures_market
@@ -31,12 +31,9 @@ def usdm_client(sim: SimulatorServer) -> ccxt.binanceusdm:
 
 
 def config(**overrides) -> FuturesConfig:
-    values: dict[str, Any] = dict(
-        markets=[futures_market("BTC/USDT", price=D("50000"), volatility=D("0")),
-                 futures_market("ETH/USDT", price=D("3000"), volatility=D("0"))],
-        balances={"USDT": D("10000")})
-    values.update(overrides)
-    return FuturesConfig(**values)
+    """The shared futures account with ETH/USDT beside BTC/USDT."""
+    markets = [*futures_config().markets, futures_market("ETH/USDT", price=D("3000"), volatility=D("0"))]
+    return futures_config(markets=markets, **overrides)
 
 
 @pytest.fixture

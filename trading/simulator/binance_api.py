@@ -226,9 +226,69 @@ def aggregate(candles: list[Candle], interval_ms: int) -> list[Candle]:
     return merged
 
 
+# ------------------------------------------------- market data shared by spot and futures
+
+def kline_rows(engine: Engine, params: Params, *, max_limit: int) -> list[list]:
+    """Klines of `params` (symbol, interval, startTime, endTime, limit) from the engine's path."""
+    spec = engine.spec(required(params, "symbol"))
+    interval_ms = INTERVALS_MS.get(required(params, "interval"))
+    base_ms = engine.interval_ms(spec.market_id)
+    if interval_ms is None or interval_ms < base_ms or interval_ms % base_ms:
+        raise SimError(errors.INVALID_INTERVAL, "Invalid interval.")
+    start = int_param(params, "startTime")
+    end = int_param(params, "endTime")
+    limit = limit_param(params, 500, max_limit)
+    candles = [c for c in aggregate(engine.candles(spec.market_id), interval_ms)
+               if (start is None or c.open_time >= start)
+               and (end is None or c.open_time <= end)]
+    candles = candles[:limit] if start is not None else candles[-limit:]
+    return [kline_row(candle, interval_ms) for candle in candles]
+
+
+def book_ticker(engine: Engine, spec: MarketSpec) -> dict:
+    price = engine.price(spec.market_id)
+    return {"symbol": spec.market_id, "bidPrice": fmt(max(price - spec.tick, spec.tick)),
+            "bidQty": fmt(spec.book_qty), "askPrice": fmt(price + spec.tick),
+            "askQty": fmt(spec.book_qty)}
+
+
+def ticker_24hr(engine: Engine, spec: MarketSpec) -> dict:
+    """The rolling-day ticker of spot's shape (futures leave out the book and previous close)."""
+    candles = engine.candles(spec.market_id)
+    last = candles[-1]
+    day = [c for c in candles if c.open_time > last.open_time - DAY_MS]
+    open_price, price = day[0].open, last.close
+    volume = sum((c.volume for c in day), Decimal("0"))
+    quote_volume = sum((c.volume * c.close for c in day), Decimal("0"))
+    change = price - open_price
+    now = now_ms()
+    return {
+        "symbol": spec.market_id,
+        "priceChange": fmt(change),
+        "priceChangePercent": f"{change / open_price * 100:.3f}",
+        "weightedAvgPrice": fmt(quote_volume / volume if volume else price),
+        "prevClosePrice": fmt(day[0].open), "lastPrice": fmt(price),
+        "lastQty": ZERO_TEXT, **book_ticker(engine, spec),
+        "openPrice": fmt(open_price), "highPrice": fmt(max(c.high for c in day)),
+        "lowPrice": fmt(min(c.low for c in day)), "volume": fmt(volume),
+        "quoteVolume": fmt(quote_volume), "openTime": now - DAY_MS, "closeTime": now,
+        "firstId": -1, "lastId": -1, "count": 0,
+    }
+
+
+class RestApi:
+    """What every simulated REST API answers the same way."""
+
+    def ping(self, params: Params) -> dict:
+        return {}
+
+    def server_time(self, params: Params) -> dict:
+        return {"serverTime": now_ms()}
+
+
 # ------------------------------------------------------------------- endpoints
 
-class BinanceApi:
+class BinanceApi(RestApi):
     """The REST v3 endpoints; `routes` maps (method, path) to an Endpoint."""
 
     def __init__(self, engine: Engine, weight_limit: Callable[[], int]) -> None:
@@ -241,12 +301,6 @@ class BinanceApi:
         return ROUTES.get((method, path))
 
     # public ------------------------------------------------------------------
-
-    def ping(self, params: Params) -> dict:
-        return {}
-
-    def server_time(self, params: Params) -> dict:
-        return {"serverTime": now_ms()}
 
     def exchange_info(self, params: Params) -> dict:
         specs = self.engine.specs()
@@ -266,14 +320,14 @@ class BinanceApi:
         }
 
     def ticker_24hr(self, params: Params) -> dict | list:
-        return self._per_symbol(params, self._ticker_24hr)
+        return self._per_symbol(params, lambda spec: ticker_24hr(self.engine, spec))
 
     def ticker_price(self, params: Params) -> dict | list:
         return self._per_symbol(params, lambda spec: {
             "symbol": spec.market_id, "price": fmt(self.engine.price(spec.market_id))})
 
     def book_ticker(self, params: Params) -> dict | list:
-        return self._per_symbol(params, self._book_ticker)
+        return self._per_symbol(params, lambda spec: book_ticker(self.engine, spec))
 
     def depth(self, params: Params) -> dict:
         spec = self.engine.spec(required(params, "symbol"))
@@ -286,19 +340,7 @@ class BinanceApi:
         return {"lastUpdateId": self.engine.update_id(), "bids": bids, "asks": asks}
 
     def klines(self, params: Params) -> list:
-        spec = self.engine.spec(required(params, "symbol"))
-        interval_ms = INTERVALS_MS.get(required(params, "interval"))
-        base_ms = self.engine.interval_ms(spec.market_id)
-        if interval_ms is None or interval_ms < base_ms or interval_ms % base_ms:
-            raise SimError(errors.INVALID_INTERVAL, "Invalid interval.")
-        start = int_param(params, "startTime")
-        end = int_param(params, "endTime")
-        limit = limit_param(params, 500, 1000)
-        candles = [c for c in aggregate(self.engine.candles(spec.market_id), interval_ms)
-                   if (start is None or c.open_time >= start)
-                   and (end is None or c.open_time <= end)]
-        candles = candles[:limit] if start is not None else candles[-limit:]
-        return [kline_row(candle, interval_ms) for candle in candles]
+        return kline_rows(self.engine, params, max_limit=1000)
 
     # signed ------------------------------------------------------------------
 
@@ -412,34 +454,6 @@ class BinanceApi:
         wanted = self._symbols_filter(params)
         specs = self.engine.specs() if wanted is None else [self.engine.spec(s) for s in wanted]
         return [build(spec) for spec in specs]
-
-    def _book_ticker(self, spec: MarketSpec) -> dict:
-        price = self.engine.price(spec.market_id)
-        return {"symbol": spec.market_id, "bidPrice": fmt(max(price - spec.tick, spec.tick)),
-                "bidQty": fmt(spec.book_qty), "askPrice": fmt(price + spec.tick),
-                "askQty": fmt(spec.book_qty)}
-
-    def _ticker_24hr(self, spec: MarketSpec) -> dict:
-        candles = self.engine.candles(spec.market_id)
-        last = candles[-1]
-        day = [c for c in candles if c.open_time > last.open_time - DAY_MS]
-        open_price, price = day[0].open, last.close
-        volume = sum((c.volume for c in day), Decimal("0"))
-        quote_volume = sum((c.volume * c.close for c in day), Decimal("0"))
-        change = price - open_price
-        now = now_ms()
-        return {
-            "symbol": spec.market_id,
-            "priceChange": fmt(change),
-            "priceChangePercent": f"{change / open_price * 100:.3f}",
-            "weightedAvgPrice": fmt(quote_volume / volume if volume else price),
-            "prevClosePrice": fmt(day[0].open), "lastPrice": fmt(price),
-            "lastQty": ZERO_TEXT, **self._book_ticker(spec),
-            "openPrice": fmt(open_price), "highPrice": fmt(max(c.high for c in day)),
-            "lowPrice": fmt(min(c.low for c in day)), "volume": fmt(volume),
-            "quoteVolume": fmt(quote_volume), "openTime": now - DAY_MS, "closeTime": now,
-            "firstId": -1, "lastId": -1, "count": 0,
-        }
 
 
 ROUTES: dict[tuple[str, str], Endpoint[BinanceApi]] = {

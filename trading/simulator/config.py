@@ -7,11 +7,9 @@ declares, for type checkers only, the `__init__` signature that takes a `Decimal
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 DecimalLike = Decimal | int | str
 
@@ -65,16 +63,6 @@ class MarketSpec:
     drift: Decimal = Decimal("0")
     book_qty: Decimal = Decimal("1")
     klines_csv: str | Path | None = None
-
-    if TYPE_CHECKING:
-        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
-        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
-        def __init__(self, symbol: str, price: DecimalLike | None = None, tick: DecimalLike = ...,
-                     step: DecimalLike = ..., min_notional: DecimalLike = ...,
-                     min_qty: DecimalLike | None = None, max_qty: DecimalLike = ...,
-                     min_price: DecimalLike | None = None, max_price: DecimalLike = ...,
-                     volatility: DecimalLike = ..., drift: DecimalLike = ..., book_qty: DecimalLike = ...,
-                     klines_csv: str | Path | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         split_symbol(self.symbol)
@@ -188,17 +176,6 @@ class SimConfig:
     candle_ms: int = 60_000
     start_time_ms: int | None = None
     max_candles: int = 50_000
-
-    if TYPE_CHECKING:
-        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
-        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
-        def __init__(self, markets: list[MarketSpec] = ..., seed: int = 1,
-                     balances: Mapping[str, DecimalLike] = ..., maker_fee: DecimalLike = ...,
-                     taker_fee: DecimalLike = ..., api_key: str = ..., api_secret: str = ...,
-                     weight_limit: int = 6000, order_limit_10s: int = 100, order_limit_day: int = 200_000,
-                     tick_seconds: float | None = None, partial_fill_ratio: DecimalLike | None = None,
-                     candle_ms: int = 60_000, start_time_ms: int | None = None,
-                     max_candles: int = 50_000) -> None: ...
 
     def __post_init__(self) -> None:
         if not self.markets:

@@ -14,16 +14,17 @@ from typing import Any
 from . import errors
 from .binance_api import (
     DAY_MS,
-    INTERVALS_MS,
     Endpoint,
     Params,
-    aggregate,
+    RestApi,
+    book_ticker,
     decimal_param,
     fmt,
     int_param,
-    kline_row,
+    kline_rows,
     limit_param,
     required,
+    ticker_24hr,
 )
 from .config import to_decimal
 from .errors import SimError
@@ -136,7 +137,7 @@ def boolean_param(params: Params, name: str) -> bool:
     return text == "true"
 
 
-class FapiApi:
+class FapiApi(RestApi):
     """The USDⓈ-M endpoints; `route` maps (method, path) to an Endpoint."""
 
     def __init__(self, engine: FuturesEngine, weight_limit: Callable[[], int]) -> None:
@@ -147,12 +148,6 @@ class FapiApi:
         return FAPI_ROUTES.get((method, path))
 
     # public ----------------------------------------------------------------------
-
-    def ping(self, params: Params) -> dict:
-        return {}
-
-    def server_time(self, params: Params) -> dict:
-        return {"serverTime": now_ms()}
 
     def exchange_info(self, params: Params) -> dict:
         config = self.engine.config
@@ -385,41 +380,22 @@ class FapiApi:
         return [build(spec) for spec in self.engine.specs()]
 
     def _book_ticker(self, spec) -> dict:
-        price = self.engine.price(spec.market_id)
-        return {"symbol": spec.market_id, "bidPrice": fmt(max(price - spec.tick, spec.tick)),
-                "bidQty": fmt(spec.book_qty), "askPrice": fmt(price + spec.tick), "askQty": fmt(spec.book_qty),
-                "time": now_ms()}
+        return {**book_ticker(self.engine, spec), "time": now_ms()}
 
     def _ticker_24hr(self, spec) -> dict:
-        candles = self.engine.candles(spec.market_id)
-        last = candles[-1]
-        day = [c for c in candles if c.open_time > last.open_time - DAY_MS]
-        open_price, price = day[0].open, last.close
-        volume = sum((c.volume for c in day), Decimal(0))
-        now = now_ms()
-        return {"symbol": spec.market_id, "priceChange": fmt(price - open_price),
-                "priceChangePercent": f"{(price - open_price) / open_price * 100:.3f}",
-                "weightedAvgPrice": fmt(price), "lastPrice": fmt(price), "lastQty": "0", "openPrice": fmt(open_price),
-                "highPrice": fmt(max(c.high for c in day)), "lowPrice": fmt(min(c.low for c in day)),
-                "volume": fmt(volume), "quoteVolume": fmt(sum((c.volume * c.close for c in day), Decimal(0))),
-                "openTime": now - DAY_MS, "closeTime": now, "firstId": -1, "lastId": -1, "count": 0}
+        row = ticker_24hr(self.engine, spec)
+        return {key: value for key, value in row.items() if key not in SPOT_ONLY_TICKER_KEYS}
 
     def _klines(self, params: Params, *, mark: bool) -> list:
-        spec = self.engine.spec(required(params, "symbol"))
-        interval_ms = INTERVALS_MS.get(required(params, "interval"))
-        base_ms = self.engine.interval_ms(spec.market_id)
-        if interval_ms is None or interval_ms < base_ms or interval_ms % base_ms:
-            raise SimError(errors.INVALID_INTERVAL, "Invalid interval.")
-        start, end = int_param(params, "startTime"), int_param(params, "endTime")
-        limit = limit_param(params, 500, 1500)
-        candles = [c for c in aggregate(self.engine.candles(spec.market_id), interval_ms)
-                   if (start is None or c.open_time >= start) and (end is None or c.open_time <= end)]
-        candles = candles[:limit] if start is not None else candles[-limit:]
-        rows = [kline_row(candle, interval_ms) for candle in candles]
+        rows = kline_rows(self.engine, params, max_limit=1500)
         if mark:  # mark-price klines carry prices only
             basis = 1 + self.engine.mark_basis
             rows = [[r[0], *(fmt(Decimal(v) * basis) for v in r[1:5]), "0", r[6], "0", 0, "0", "0", "0"] for r in rows]
         return rows
+
+
+# The futures 24-hour ticker has no book and no previous close (ccxt reads bid and ask as None).
+SPOT_ONLY_TICKER_KEYS = frozenset({"bidPrice", "bidQty", "askPrice", "askQty", "prevClosePrice"})
 
 
 def _spec_of(engine: FuturesEngine, market_id: str) -> FuturesSpec:

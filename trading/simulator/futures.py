@@ -17,11 +17,9 @@ mark and charges the symbol's liquidation fee on that notional.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from trading import margin
 
@@ -100,18 +98,6 @@ class FuturesSpec(MarketSpec):
     max_open_orders: int = 200
     brackets: tuple[margin.Bracket, ...] = field(init=False, default=())
 
-    if TYPE_CHECKING:
-        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
-        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
-        def __init__(self, symbol: str, price: DecimalLike | None = None, tick: DecimalLike = ...,
-                     step: DecimalLike = ..., min_notional: DecimalLike = ...,
-                     min_qty: DecimalLike | None = None, max_qty: DecimalLike = ...,
-                     min_price: DecimalLike | None = None, max_price: DecimalLike = ...,
-                     volatility: DecimalLike = ..., drift: DecimalLike = ..., book_qty: DecimalLike = ...,
-                     klines_csv: str | Path | None = None, tiers: tuple = ...,
-                     multiplier_up: DecimalLike = ..., multiplier_down: DecimalLike = ...,
-                     liquidation_fee: DecimalLike = ..., max_open_orders: int = 200) -> None: ...
-
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("multiplier_up", "multiplier_down", "liquidation_fee"):
@@ -164,20 +150,6 @@ class FuturesConfig(SimConfig):
     funding_rate: Decimal = Decimal("0.0001")
     funding_interval_ms: int = FUNDING_INTERVAL_MS
     hedge_mode: bool = False
-
-    if TYPE_CHECKING:
-        # The signature of the generated __init__, for type checkers: a DecimalLike wherever the
-        # field holds a Decimal (__post_init__ converts it). Keep it in step with the fields.
-        def __init__(self, markets: list[MarketSpec] = ..., seed: int = 1,
-                     balances: Mapping[str, DecimalLike] = ..., maker_fee: DecimalLike = ...,
-                     taker_fee: DecimalLike = ..., api_key: str = ..., api_secret: str = ...,
-                     weight_limit: int = 2400, order_limit_10s: int = 300, order_limit_day: int = 200_000,
-                     tick_seconds: float | None = None, partial_fill_ratio: DecimalLike | None = None,
-                     candle_ms: int = 60_000, start_time_ms: int | None = None,
-                     max_candles: int = 50_000, order_limit_minute: int = 1200,
-                     default_leverage: int = 20, mark_basis: DecimalLike = ...,
-                     funding_rate: DecimalLike = ..., funding_interval_ms: int = FUNDING_INTERVAL_MS,
-                     hedge_mode: bool = False) -> None: ...
 
     def __post_init__(self) -> None:
         super().__post_init__()

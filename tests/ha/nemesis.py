@@ -28,6 +28,7 @@ from tests.ha.harness import (
 from tests.procs import wait_for
 from trading.models import LIVE_STATUSES, ExchangeAccount, Fill, GridSlot, Order, Symbol
 from trading.simulator import SimConfig, SimulatorServer, market_for
+from trading.simulator.futures import FuturesConfig, futures_market
 
 D = Decimal
 MARKETS = {"BTC/USDT": "60000", "ETH/USDT": "3000", "SOL/USDT": "150"}
@@ -67,24 +68,40 @@ HEADER = "  seed duration faults orders fills dups lost diff stale takeover  fau
 SUMMARY: list[str] = []  # one row per run in this session, printed at the end of the test run
 
 
-def setup_market(seed: int):
-    config = SimConfig(markets=[market_for(m, price=p) for m, p in MARKETS.items()], seed=seed,
-                       balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
-    sim = SimulatorServer(config).start()
-    account = ExchangeAccount.objects.create(name=f"paper-{seed}", exchange_id="binance", paper=True, base_url=sim.base_url)
+def setup_market(seed: int, *, futures: bool = False):
+    """The spot markets, or the same markets as USDⓈ-M perpetuals (orders of 200 USDT there, above
+    BTCUSDT's 100 USDT minimum, at 5x leverage set by the bots)."""
+    if futures:
+        config = FuturesConfig(markets=[futures_market(m, price=p) for m, p in MARKETS.items()], seed=seed,
+                               balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
+        sim = SimulatorServer(futures=config).start()
+    else:
+        config = SimConfig(markets=[market_for(m, price=p) for m, p in MARKETS.items()], seed=seed,
+                           balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
+        sim = SimulatorServer(config).start()
+    account = ExchangeAccount.objects.create(name=f"paper-{seed}", exchange_id="binance", paper=True, base_url=sim.base_url,
+                                             market_type="usdm" if futures else "spot")
     for market, price in MARKETS.items():
-        Symbol.objects.create(account=account, symbol=market, price_interval=D(price) / 400, order_quantity=D("20"),
-                              min_order_value=D("5"), buy_window_size=3, sell_window_size=3, position_safety_check=0)
+        Symbol.objects.create(account=account, symbol=market, price_interval=D(price) / 400,
+                              order_quantity=D("200") if futures else D("20"), min_order_value=D("5"),
+                              buy_window_size=3, sell_window_size=3, position_safety_check=0,
+                              leverage=5 if futures else None)
     return sim
 
 
+def venue(sim):
+    """The simulated account the bots trade: the futures one when the simulator has it."""
+    return sim.futures if sim.futures is not None else sim.engine
+
+
 def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict | None = None,
-        pause_at: str | None = None, move_prices: bool = True) -> Report:
+        pause_at: str | None = None, move_prices: bool = True, futures: bool = False) -> Report:
     """`pause_at` names a fault point (see trading.faultpoints) where every instance freezes
     itself once; the nemesis resumes it 6.5 s later (past its lease and its order lock)."""
     rng = random.Random(seed)
     report = Report(seed=seed, duration=duration, unsafe=unsafe)
-    sim = setup_market(seed)
+    sim = setup_market(seed, futures=futures)
+    exchange = venue(sim)
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     extra_env = {}
@@ -96,7 +113,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     def step_prices():
         while not stop_prices.wait(0.1):
             for market in MARKETS:
-                sim.engine.step(1, market)
+                exchange.step(1, market)
 
     mover = threading.Thread(target=step_prices, daemon=True)
     pending: list[tuple[float, str, str]] = []  # (due, action, target)
@@ -174,7 +191,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                     redis_server.client().flushall()
                     report.faults[kind] += 1
                 elif kind == "reply_loss":
-                    sim.drop_next(count=rng.randint(1, 3))
+                    sim.drop_next(count=rng.randint(1, 3), path="/fapi/v1/order" if futures else "/api/v3/order")
                     report.faults[kind] += 1
                 next_fault = now + rng.uniform(0.4, 1.5)
             time.sleep(0.05)
@@ -182,7 +199,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
             # Unprotected, a resumed instance sends its stale order; give it the time to, or the
             # control could stop every bot first and have nothing to flag.
             try:
-                wait_for(lambda: bool(frozen_intents & {o["clientOrderId"] for o in sim.engine.ledger()}), timeout=20,
+                wait_for(lambda: bool(frozen_intents & {o["clientOrderId"] for o in exchange.ledger()}), timeout=20,
                          what="a frozen instance's stale order at the exchange", log_path=cluster.log("bot-a"))
             except AssertionError:
                 pass  # killed before it could send: the checkers report what there is
@@ -218,25 +235,30 @@ def final_reconcile(account: str) -> None:
 
 
 def check(report: Report, sim) -> None:
-    ledger = [o for o in sim.engine.ledger() if not o.get("foreign")]
+    exchange = venue(sim)
+    ledger = [o for o in exchange.ledger() if not o.get("foreign")]
     report.orders = len(ledger)
     report.repeated_ids = repeated_client_ids(ledger)
     report.duplicates = duplicate_slot_orders(ledger, {})
     report.mismatches = ledger_matches_exchange(ledger)
     report.stale_writes = stale_writes()
     ours = {str(o["orderId"]) for o in ledger}
-    trades = [t for t in sim.engine.trades() if str(t.order_id) in ours]
+    trades = [t for t in exchange.trades() if str(t.order_id) in ours]
     report.fills = len(trades)
     recorded = set(Fill.objects.values_list("exchange_trade_id", flat=True))
     report.lost_fills = [str(t.trade_id) for t in trades if str(t.trade_id) not in recorded]
-    balances = sim.engine.balances()
-    for symbol in Symbol.objects.all():
+    balances = exchange.balances()
+    for symbol in Symbol.objects.select_related("account"):
         base = symbol.symbol.split("/")[0]
         holding = sum((h for h in GridSlot.objects.filter(symbol=symbol).values_list("holding", flat=True)), D(0))
-        exchange = balances[base].free + balances[base].locked if base in balances else D(0)
-        expected = holding + (symbol.base_offset or D(0))
-        if exchange != expected:
-            report.balance_mismatches.append(f"{base}: exchange {exchange}, ledger {expected}")
+        if symbol.account.is_futures:  # the position equals the sum of the slots
+            held = sim.futures.position(symbol.market_id).qty
+            expected = holding + (symbol.position_offset or D(0))
+        else:
+            held = balances[base].free + balances[base].locked if base in balances else D(0)
+            expected = holding + (symbol.base_offset or D(0))
+        if held != expected:
+            report.balance_mismatches.append(f"{base}: exchange {held}, ledger {expected}")
     live = Order.objects.filter(status__in=LIVE_STATUSES).count()
     open_at_exchange = sum(1 for o in ledger if o["status"] in ("NEW", "PARTIALLY_FILLED"))
     if live != open_at_exchange:

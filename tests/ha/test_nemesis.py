@@ -27,6 +27,19 @@ def test_nemesis_finds_no_duplicate_and_no_lost_fill(seed, tmp_path):
     assert report.stale_writes == []
 
 
+def test_nemesis_on_futures_symbols(tmp_path):
+    """The same faults on USDⓈ-M perpetuals: no duplicate order, the ledger equal to the exchange,
+    and each position equal to the sum of its slots."""
+    report = nemesis.run(31, duration=12, tmp_path=tmp_path, futures=True)
+    print("\n" + nemesis.HEADER + "\n" + report.row())
+    assert sum(report.faults.values()) >= 5, report.faults
+    assert report.orders > 0 and report.fills > 0
+    assert report.repeated_ids == [] and report.duplicates == []
+    assert report.lost_fills == []
+    assert report.mismatches == [] and report.balance_mismatches == []
+    assert report.stale_writes == []
+
+
 @pytest.mark.parametrize("unsafe", [False, True], ids=["protected", "control-unprotected"])
 def test_freeze_at_the_send_point(unsafe, tmp_path):
     """Every instance freezes once right before an order send; kills restart them (and re-arm the

@@ -72,9 +72,9 @@ def setup_market(seed: int, *, futures: bool = False):
     """The spot markets, or the same markets as USDⓈ-M perpetuals (orders of 200 USDT there, above
     BTCUSDT's 100 USDT minimum, at 5x leverage set by the bots)."""
     if futures:
-        config = FuturesConfig(markets=[futures_market(m, price=p) for m, p in MARKETS.items()], seed=seed,
-                               balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
-        sim = SimulatorServer(futures=config).start()
+        perpetuals = FuturesConfig(markets=[futures_market(m, price=p) for m, p in MARKETS.items()], seed=seed,
+                                   balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms
+        sim = SimulatorServer(futures=perpetuals).start()
     else:
         config = SimConfig(markets=[market_for(m, price=p) for m, p in MARKETS.items()], seed=seed,
                            balances={"USDT": D("1000000")}, weight_limit=10**9)  # several bots tick every 50 ms

@@ -1,5 +1,6 @@
 """Paper-trading fixtures: an in-process simulator, a paper account and symbol, engines."""
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,15 @@ from trading.models import ExchangeAccount, Symbol
 from trading.simulator import MarketSpec, SimConfig, SimulatorServer
 
 START = Decimal("60000")
+KLINES_CSV = Path("/work/shared/data/btcusdt-1m.csv")
+
+
+@pytest.fixture
+def klines_csv() -> Path:
+    """The recorded BTC/USDT 1-minute candles (1,000 rows), where the machine has them."""
+    if not KLINES_CSV.is_file():
+        pytest.skip(f"recorded klines not available at {KLINES_CSV}")
+    return KLINES_CSV
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +16,6 @@ import pytest
 
 from trading.exchange.local import ccxt_client
 from trading.simulator import MarketSpec, SimConfig, SimulatorServer
-
-KLINES_CSV = Path("/work/shared/data/btcusdt-1m.csv")
 
 
 def btc_market(**overrides: Any) -> MarketSpec:
@@ -70,13 +67,6 @@ def exchange(sim):
     client = ccxt_client(sim)
     client.load_markets()
     return client
-
-
-@pytest.fixture
-def klines_csv() -> Path:
-    if not KLINES_CSV.is_file():
-        pytest.skip(f"recorded klines not available at {KLINES_CSV}")
-    return KLINES_CSV
 
 
 class Http:

@@ -160,11 +160,12 @@ def test_funding_is_charged_at_each_eight_hour_boundary(fsim, usdm):
     assert len(rows) == 1
     assert D(str(rows[0]["amount"])) == D("-1.47")  # 0.1 x 49000 x 0.0003, paid by the long
     assert fsim.futures.account().wallet == before - D("1.47")
-    assert rows[0]["timestamp"] % (8 * 3_600_000) == 0
+    assert abs(rows[0]["timestamp"] - usdm.milliseconds()) < 60_000  # booked now, as trades are
     history = usdm.fetch_funding_rate_history(SYMBOL, limit=1)
     assert history[-1]["fundingRate"] == 0.0003
+    assert history[-1]["timestamp"] % (8 * 3_600_000) == 0  # at the path's funding time
     premium = usdm.fetch_funding_rate(SYMBOL)
-    assert premium["markPrice"] == 49000.0 and premium["fundingTimestamp"] > rows[0]["timestamp"]
+    assert premium["markPrice"] == 49000.0 and premium["fundingTimestamp"] > history[-1]["timestamp"]
 
 
 def test_liquidation_at_mark_closes_the_position_where_the_formula_says(fsim, usdm):

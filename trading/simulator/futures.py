@@ -581,7 +581,9 @@ class FuturesEngine(Engine):
             return None
         amount = margin.funding_income(qty, mark, self.funding_rate).quantize(MONEY_UNIT, rounding=ROUND_HALF_UP)
         self._wallet += amount
-        row = Income(self._next_tran_id, spec.market_id, "FUNDING_FEE", amount, spec.quote, at_ms)
+        # Booked in the account's history at the engine's clock, as its trades are; the rate history
+        # keeps the funding time of the path.
+        row = Income(self._next_tran_id, spec.market_id, "FUNDING_FEE", amount, spec.quote, self._clock())
         self._next_tran_id += 1
         self._income.append(row)
         return row

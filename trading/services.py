@@ -333,7 +333,7 @@ def order_mark_cancel_requested(order: Order, *, writer: Writer) -> None:
 
 # --- client ids and adoption ---------------------------------------------------------------------
 _CID = re.compile(
-    r"^(?P<prefix>[a-z0-9]{1,8})-(?P<symbol>\d+)-(?P<side>[bs])(?P<neg>m?)(?P<level>\d+)-(?P<seq>\d+)(?:-x[0-9a-f]{6})?$"
+    r"^(?P<prefix>[a-z0-9]{1,8})-(?P<symbol>\d+)-(?P<side>[bs])(?P<neg>m?)(?P<level>\d+)-(?P<seq>\d+)$"
 )
 
 

@@ -3,6 +3,7 @@ and one database, plus the checkers that run on what they leave behind."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ from tests.services import missing_service
 from trading.models import Order, OrderEvent
 
 D = Decimal
+UNPROTECTED_SUFFIX = re.compile(r"-x[0-9a-f]{6}$")
 
 
 class Cluster:
@@ -124,7 +126,8 @@ def duplicate_slot_orders(ledger: list[dict], symbol_ids: dict[str, int]) -> lis
 
     by_slot = defaultdict(list)
     for row in ledger:
-        parsed = parse_client_order_id(row["clientOrderId"])
+        # The control runs' instances add a random suffix to every id (tests.ha.unprotected).
+        parsed = parse_client_order_id(UNPROTECTED_SUFFIX.sub("", row["clientOrderId"]))
         if parsed is None:
             continue
         by_slot[(parsed.symbol_id, parsed.level, parsed.side)].append(row)

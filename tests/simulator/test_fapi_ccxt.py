@@ -85,6 +85,8 @@ def test_order_rules_answer_binance_codes(fsim, usdm):
         buy(usdm, "49000", "0.001")
     with pytest.raises(ccxt.BadRequest, match="-4016"):  # above mark x 1.05 (it would also take)
         usdm.create_order(SYMBOL, "limit", "buy", 0.01, 52600)
+    with pytest.raises(ccxt.BadRequest, match="-4024"):  # a sell below mark x 0.95
+        usdm.create_order(SYMBOL, "limit", "sell", 0.01, 47400, {"postOnly": True})
     assert buy(usdm, "35000")["status"] == "open"  # a buy has no floor: a grid may rest far below
     buy(usdm, "49000", clientOrderId="dup")
     with pytest.raises(ccxt.InvalidOrder, match="-4116"):

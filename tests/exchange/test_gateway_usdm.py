@@ -91,6 +91,8 @@ def test_orders_by_client_id_reduce_only_and_cancel(fsim, gw):
     ("hedge", lambda gw: buy(gw, "49000", "c5"), errors.PositionModeMismatch),  # -4061
     (None, lambda gw: gw.create_limit_order(symbol="BTC/USDT", side="buy", amount=D("0.01"), price=D("52600"),
                                             client_order_id="c6", post_only=False), errors.Rejected),  # -4016
+    (None, lambda gw: gw.create_limit_order(symbol="BTC/USDT", side="sell", amount=D("0.01"), price=D("47400"),
+                                            client_order_id="c7", post_only=True), errors.Rejected),  # -4024
 ])
 def test_futures_refusals_surface_as_the_gateways_error_classes(fsim, gw, setup, call, error):
     if setup == "dup":

@@ -29,6 +29,7 @@ from trading.sync import Change, LedgerSync
 log = logging.getLogger("quantmesh.reconcile")
 
 TRADE_LOOKBACK = timedelta(hours=24)
+HOLDINGS_READS = 3  # tries at a read of the exchange's holdings with no trade landing around it
 
 
 class ReconcileFailed(Exception):
@@ -238,8 +239,15 @@ class Reconciler:
             return []
         price = price or self.gateway.fetch_ticker(self.symbol.symbol).last
         if abs(drift) * price >= self.symbol.order_quantity and sync is not None and not self.dry_run:
-            sync.apply_trades(self._recent_trades())
-            ledger_holding, exchange_total, _ = self._holdings(base, unapplied)
+            # Before pausing, read the exchange again between two trade syncs, until no trade
+            # lands around the read: a fill just before or after it would show as drift.
+            for _ in range(HOLDINGS_READS):
+                sync.apply_trades(self._recent_trades())
+                fills = self.symbol.fills.count()
+                ledger_holding, exchange_total, _ = self._holdings(base, unapplied)
+                sync.apply_trades(self._recent_trades())
+                if self.symbol.fills.count() == fills:
+                    break
             drift = exchange_total - ledger_holding - offset
             if abs(drift) <= step:
                 return []

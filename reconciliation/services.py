@@ -218,15 +218,18 @@ class Reconciler:
     def _check_balance(self, unapplied: list[Trade], sync: LedgerSync | None = None) -> list[Finding]:
         """What the ledger's slots hold (plus, in a dry run, the trades it would apply) vs the
         exchange: the base balance on spot, the position on futures. The first pass records what
-        the account held beyond the grid as the symbol's offset. A drift worth a grid order is
-        looked at twice: a fill that landed between the trades request and the balance request
-        shows as drift until its trade is applied, so the trades are applied once more and the
-        exchange read again before pausing."""
+        the account held beyond the grid as the symbol's offset. A fill landing between the trades
+        request and the balance request would show as drift (or, on the first pass, be taken into
+        the offset for good), so the offset and any drift worth a grid order come from a settled
+        read (`_settled_holdings`)."""
         futures = self.symbol.account.is_futures
         offset_field, what = ("position_offset", "position") if futures else ("base_offset", "balance")
         base = self.symbol.symbol.split("/")[0]
-        ledger_holding, exchange_total, price = self._holdings(base, unapplied)
         offset = getattr(self.symbol, offset_field)
+        if offset is None and sync is not None and not self.dry_run:
+            ledger_holding, exchange_total, price = self._settled_holdings(base, unapplied, sync)
+        else:
+            ledger_holding, exchange_total, price = self._holdings(base, unapplied)
         if offset is None:
             # First pass: whatever the account held beyond the grid's slots is not the grid's.
             if not self.dry_run:
@@ -239,15 +242,7 @@ class Reconciler:
             return []
         price = price or self.gateway.fetch_ticker(self.symbol.symbol).last
         if abs(drift) * price >= self.symbol.order_quantity and sync is not None and not self.dry_run:
-            # Before pausing, read the exchange again between two trade syncs, until no trade
-            # lands around the read: a fill just before or after it would show as drift.
-            for _ in range(HOLDINGS_READS):
-                sync.apply_trades(self._recent_trades())
-                fills = self.symbol.fills.count()
-                ledger_holding, exchange_total, _ = self._holdings(base, unapplied)
-                sync.apply_trades(self._recent_trades())
-                if self.symbol.fills.count() == fills:
-                    break
+            ledger_holding, exchange_total, _ = self._settled_holdings(base, unapplied, sync)
             drift = exchange_total - ledger_holding - offset
             if abs(drift) <= step:
                 return []
@@ -264,6 +259,19 @@ class Reconciler:
             action = Discrepancy.Action.NONE if self.dry_run else Discrepancy.Action.REPORTED
             note = "drift below one grid order"
         return [Finding(kind, action, ledger_view=view, exchange_view=exchange_view, note=note)]
+
+    def _settled_holdings(self, base: str, unapplied: list[Trade],
+                          sync: LedgerSync) -> tuple[Decimal, Decimal, Decimal | None]:
+        """`_holdings` read between two trade syncs, repeated until no trade lands around the read
+        (at most HOLDINGS_READS tries): a fill just before or after it would show as drift."""
+        for _ in range(HOLDINGS_READS):
+            sync.apply_trades(self._recent_trades())
+            fills = self.symbol.fills.count()
+            held = self._holdings(base, unapplied)
+            sync.apply_trades(self._recent_trades())
+            if self.symbol.fills.count() == fills:
+                break
+        return held
 
     def _holdings(self, base: str, unapplied: list[Trade]) -> tuple[Decimal, Decimal, Decimal | None]:
         """(the base the ledger's slots hold, plus unapplied trades; the exchange's base balance,

@@ -405,6 +405,7 @@ def test_alerts_cover_the_operational_risks():
         "quantmesh_symbol_paused",
         "quantmesh_exchange_request_seconds_bucket",
         "quantmesh_unknown_orders",
+        "quantmesh_liquidation_distance_ratio",
     ):
         assert metric in by_metric, f"no alert uses {metric}"
     heartbeat = next(r for r in alert_rules() if r["alert"] == "QuantMeshInstanceHeartbeatMissing")
@@ -515,6 +516,8 @@ ALERT_SCENARIO = [
     series("quantmesh_unknown_orders", BTC, "1x80"),
     series("quantmesh_unknown_orders", ETH, "0x80"),
     series("quantmesh_last_fill_timestamp_seconds", BTC, "0x80"),
+    series("quantmesh_liquidation_distance_ratio", {"symbol": "BTC/USDT"}, "0.3-0.004x80"),  # 0.1 at minute 50
+    series("quantmesh_liquidation_distance_ratio", {"symbol": "ETH/USDT"}, "-1x80"),  # no position
     series("quantmesh_lock_acquire_total", {"key": "order:binance:BTC/USDT", "status": "error"}, "0+10x80"),
     series("quantmesh_lock_acquire_total", {"key": "order:binance:BTC/USDT", "status": "success"}, "0+100x80"),
     series("quantmesh_lock_conflict_total", {"key": "order:binance:BTC/USDT"}, "0+60x80"),
@@ -539,6 +542,7 @@ EXPECTED_ALERTS = {
     "QuantMeshSymbolPaused": [ETH],
     "QuantMeshOrdersInDoubt": [BTC],
     "QuantMeshNoFills": [BTC],
+    "QuantMeshNearLiquidation": [{"symbol": "BTC/USDT"}],
     "QuantMeshExchangeLatencyHigh": [{"exchange": "binance", "method": "create_order"}],
 }
 

@@ -172,3 +172,29 @@ def test_a_buy_the_streamed_balance_cannot_pay_is_not_sent(sim, symbol, streams)
         wait_for(lambda: Order.objects.filter(symbol=symbol, side="sell", status="open").exists(), what="the sell")
     assert refused.exists() is not streams
     assert engine.short_of_quote is streams
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [{"kind": "duplicate"}, {"kind": "delay", "ms": 3000}], ids=["duplicated", "delayed"])
+def test_a_duplicated_or_late_fill_event_books_one_fill_and_one_sell(sim, symbol, fault):
+    """Binance may deliver an event twice, or late (after the REST check found its fill): the
+    ledger books each trade once, and the grid places one sell for it."""
+    kind = fault.pop("kind")
+    with bot(symbol, tick=1.0) as (subject, lines):
+        engine = subject.runs[symbol.pk].engine
+        wait_for(lambda: engine.feed_generation == engine.feed.generation, what="the resync after connecting")
+        sim.streams.control(kind, {"count": 1, "match": {"e": "executionReport", "x": "TRADE"}, **fault})
+        sim.engine.set_price("BTC/USDT", D("59800"))
+        wait_for(lambda: Order.objects.filter(symbol=symbol, side="sell", status="open").exists(), timeout=15,
+                 what="the sell")
+        if kind == "delay":
+            engine.next_safety_check = 0.0  # the REST check finds the fill before its event comes
+        counter = "duplicated" if kind == "duplicate" else "delayed"
+        wait_for(lambda: sim.streams.state()[counter] == 1, what=f"the event {counter}")
+        sent = sim.streams.sent_user_events
+        wait_for(lambda: sim.streams.sent_user_events > sent or kind == "duplicate", timeout=10,
+                 what="the late event sent")
+        after_a_tick(subject, symbol)
+        after_a_tick(subject, symbol)
+    assert Fill.objects.filter(symbol=symbol, side="buy").count() == 1
+    assert sum(1 for o in sim.engine.orders() if o.side == "SELL") == 1 and no_duplicates(sim)

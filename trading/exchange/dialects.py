@@ -112,6 +112,9 @@ class Dialect:
         """The ccxt.pro client URL of the account's user-data stream."""
         self._refuse("user-data stream")
 
+    def forget_user_stream(self, exchange) -> None:
+        """After the user-data stream ended: make the next subscription start it afresh."""
+
     def trades(self, market: dict) -> bool:
         """Whether the gateway lists this ccxt market."""
         return bool(market.get(self.market_type, True))
@@ -287,14 +290,14 @@ class BinanceUsdm(BinanceSpot):
 
     Our symbols stay "BTC/USDT"; ccxt's are "BTC/USDT:USDT". Against a local URL ccxt would lose
     the linear error table it picks by the fapi host's prefix, so `point_at` restores it, and the
-    futures codes whose ccxt class says too little are classified by code. User data would come
-    from a listen-key stream, which QuantMesh does not open: these accounts run in REST mode."""
+    futures codes whose ccxt class says too little are classified by code. User data comes from
+    a listen-key stream (ccxt.pro asks for the key and keeps it alive)."""
 
     exchange_id = "binanceusdm"
     name = "Binance USDⓈ-M futures"
     market_type = "swap"
     futures = True
-    streams = False
+    streams = True
     trade_window_ms = 7 * 86_400_000  # userTrades answers at most 7 days per request
     # Binance's fapi weights. Accepted orders cost no IP weight (they count against ORDERS); 1 is
     # charged here before the reply is known, as on spot.
@@ -336,13 +339,25 @@ class BinanceUsdm(BinanceSpot):
         """Only the fapi sections are kept, so any other call fails locally with ccxt.NotSupported."""
         base = base_url.rstrip("/")
         exchange.urls["api"] = {section: base + path for section, path in self._SECTIONS.items()}
+        if ws_url:
+            # ccxt.pro derives market (/market/ws) and user (/private/ws) URLs from this base.
+            exchange.urls["api"]["ws"] = {"linear": f"{ws_url}/fstream/ws"}
         linear = exchange.exceptions.get("linear") if isinstance(exchange.exceptions, dict) else None
         if linear:
             exchange.exceptions["exact"] = {**exchange.exceptions["exact"], **linear.get("exact", {})}
             exchange.exceptions["broad"] = {**exchange.exceptions["broad"], **linear.get("broad", {})}
 
     def user_stream_url(self, exchange) -> str:
-        self._refuse("user-data stream for USDⓈ-M futures (listen keys): the account runs in REST mode")
+        """The listen-key stream's URL; "" before ccxt.pro has a key."""
+        key = ((exchange.options or {}).get("linear") or {}).get("listenKey")
+        return exchange.get_private_ws_url("linear", key) if key else ""
+
+    def forget_user_stream(self, exchange) -> None:
+        # ccxt.pro reuses its listen key for 20 minutes even when the stream on it ended (the key
+        # expired or was closed): the next subscription asks for a key again.
+        options = exchange.options.get("linear")
+        if isinstance(options, dict):
+            options["lastAuthenticatedTime"] = 0
 
     def trades(self, market: dict) -> bool:
         return bool(market.get("swap") and market.get("linear"))

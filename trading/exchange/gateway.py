@@ -448,7 +448,8 @@ class ExchangeGateway:
             fee_currency=fee.get("currency") or "",
             is_maker=None if maker is None else maker == "maker",
             timestamp_ms=int(raw.get("timestamp") or 0),
-            realized_pnl=dec_or_none((raw.get("info") or {}).get("realizedPnl")) if self.dialect.futures else None,
+            # userTrades says realizedPnl; the stream's ORDER_TRADE_UPDATE says rp.
+            realized_pnl=dec_or_none(_first((raw.get("info") or {}), "realizedPnl", "rp")) if self.dialect.futures else None,
         )
 
     # --- error classification --------------------------------------------------------------
@@ -526,3 +527,8 @@ _observer: Callable[[str, str, float, str | None], None] | None = None
 def set_request_observer(observer: Callable[[str, str, float, str | None], None] | None) -> None:
     global _observer
     _observer = observer
+
+
+def _first(row: dict, *keys: str) -> Any:
+    """The value of the first of `keys` that `row` has."""
+    return next((row[key] for key in keys if row.get(key) is not None), None)

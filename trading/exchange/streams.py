@@ -87,6 +87,8 @@ class AccountStreams:
         self.make_exchange = make_exchange  # () -> a ccxt.pro exchange, markets not loaded
         self.dialect = dialect  # the exchange's (trading.exchange.dialects): where its user stream is
         self.feeds = {symbol: SymbolFeed(symbol, self) for symbol in symbols}
+        # ccxt's symbol (BTC/USDT:USDT on futures) -> the feed of ours (BTC/USDT)
+        self._by_ccxt = {dialect.ccxt_symbol(symbol): feed for symbol, feed in self.feeds.items()}
         self.generation = 0
         self.reconnects = 0
         self.balances: dict[str, Decimal] = {}  # currency -> free, from `outboundAccountPosition`
@@ -172,6 +174,8 @@ class AccountStreams:
             except Exception as exc:
                 if self._up.get(name, True):
                     log.warning("%s: %s stream down (%s): REST takes over", self.name, name, exc)
+                if name != "market":
+                    self.dialect.forget_user_stream(self._exchange)
                 self._set(name, False)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
@@ -194,12 +198,12 @@ class AccountStreams:
                 feed.wake.set()
 
     async def _prices(self) -> None:
-        await self._exchange.watch_tickers(list(self.feeds))
+        await self._exchange.watch_tickers(list(self._by_ccxt))
         # The answer holds only the tickers of the message that resolved it; those that came
         # while nobody awaited are in the client's cache, with their own event times.
         now = time.monotonic()
         for symbol, ticker in list(self._exchange.tickers.items()):
-            feed = self.feeds.get(symbol)
+            feed = self._by_ccxt.get(symbol)
             last = ticker.get("last") or ticker.get("close")
             stamp = ticker.get("timestamp")
             if feed is None or last is None or (stamp is not None and stamp == feed.price_stamp):
@@ -217,14 +221,14 @@ class AccountStreams:
 
     async def _trades(self) -> None:
         for trade in await self._exchange.watch_my_trades():
-            feed = self.feeds.get(trade.get("symbol"))
+            feed = self._by_ccxt.get(trade.get("symbol"))
             if feed is not None:
                 feed._push_trade(trade)
         self._set("user", True)
 
     async def _orders(self) -> None:
         for order in await self._exchange.watch_orders():
-            feed = self.feeds.get(order.get("symbol"))
+            feed = self._by_ccxt.get(order.get("symbol"))
             if feed is not None:
                 feed._order_changed(order)
 
@@ -233,6 +237,8 @@ class AccountStreams:
         # changes them. ccxt.pro answers with its whole cache, which outlives a reconnect: only a
         # currency whose amount changed counts as reported since the streams came back.
         balance = await self._exchange.watch_balance()
+        if self.dialect.futures:
+            return  # ACCOUNT_UPDATE gives the wallet, not what is free for a new order's margin
         for currency, free in (balance.get("free") or {}).items():
             if free is not None and self._balance_seen.get(currency) != free:
                 self._balance_seen[currency] = free

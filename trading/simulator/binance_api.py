@@ -46,11 +46,12 @@ ApiT = TypeVar("ApiT")
 @dataclass(frozen=True)
 class Endpoint(Generic[ApiT]):
     """One route: the API method that answers it (spot's BinanceApi or futures' FapiApi), its
-    request weight and whether it needs a signature."""
+    request weight, whether it needs a signature, and whether it needs an API key alone."""
 
     handler: Callable[[ApiT, Params], Any]
     weight: Weight
     signed: bool
+    api_key: bool = False
 
     def weight_of(self, params: Params) -> int:
         return self.weight(params) if callable(self.weight) else self.weight

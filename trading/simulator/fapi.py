@@ -361,6 +361,16 @@ class FapiApi(RestApi):
 
     # helpers ------------------------------------------------------------------------
 
+    def open_listen_key(self, params: Params) -> dict:
+        return {"listenKey": self.engine.open_listen_key()}
+
+    def keep_listen_key(self, params: Params) -> dict:
+        return {"listenKey": self.engine.keep_listen_key()}
+
+    def close_listen_key(self, params: Params) -> dict:
+        self.engine.close_listen_key()
+        return {}
+
     def _order_ref(self, params: Params) -> tuple[str, int | None, str | None]:
         return required(params, "symbol"), int_param(params, "orderId"), params.get("origClientOrderId") or None
 
@@ -435,6 +445,10 @@ FAPI_ROUTES: dict[tuple[str, str], Endpoint[FapiApi]] = {
     ("DELETE", "/fapi/v1/allOpenOrders"): Endpoint(FapiApi.cancel_all, 1, True),
     ("GET", "/fapi/v1/allOrders"): Endpoint(FapiApi.all_orders, 5, True),
     ("GET", "/fapi/v1/userTrades"): Endpoint(FapiApi.user_trades, 5, True),
+    # The user-data stream's key: an API key, no signature.
+    ("POST", "/fapi/v1/listenKey"): Endpoint(FapiApi.open_listen_key, 1, False, api_key=True),
+    ("PUT", "/fapi/v1/listenKey"): Endpoint(FapiApi.keep_listen_key, 1, False, api_key=True),
+    ("DELETE", "/fapi/v1/listenKey"): Endpoint(FapiApi.close_listen_key, 1, False, api_key=True),
 }
 
 

@@ -17,6 +17,7 @@ mark and charges the symbol's liquidation fee on that notional.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
@@ -66,6 +67,8 @@ QTY_LOW = (-4003, "Quantity less than or equal to zero.")
 QTY_HIGH = (-4005, "Quantity greater than max quantity.")
 POST_ONLY_WOULD_TAKE = (-5022, "Due to the order could not be executed as maker, the Post Only order will be "
                                 "rejected. The order will not be recorded in the order history")
+LISTEN_KEY_UNKNOWN = (-1125, "This listenKey does not exist.")
+LISTEN_KEY_TTL_MS = 60 * 60_000  # a listen key lives 60 minutes after its creation or last keep-alive
 LEVERAGE_NOT_VALID = (-4028, "Leverage {} is not valid")
 MARGIN_TYPE_SAME = (-4046, "No need to change margin type.")
 MARGIN_TYPE_OPEN_ORDERS = (-4047, "Margin type cannot be changed if there exists open orders.")
@@ -252,6 +255,7 @@ class FuturesEngine(Engine):
         self.funding_rate = config.funding_rate
         self._next_funding = {market_id: self._funding_after(m.path.current.open_time)
                               for market_id, m in self._state.markets.items()}
+        self._listen_key: tuple[str, int] | None = None  # (key, expires at ms)
 
     def reset(self) -> None:
         with self._lock:
@@ -328,6 +332,36 @@ class FuturesEngine(Engine):
         with self._lock:
             markets = [self._market(symbol)] if symbol else list(self._state.markets.values())
             return [row for m in markets if (row := self._fund(m, self._clock()))]
+
+    # ----------------------------------------------------------------- user-data stream
+
+    def open_listen_key(self) -> str:
+        """POST /fapi/v1/listenKey: the account's key (the active one, extended, if there is one)."""
+        with self._lock:
+            key = self.listen_key() or secrets.token_hex(32)
+            self._listen_key = (key, self._clock() + LISTEN_KEY_TTL_MS)
+            return key
+
+    def keep_listen_key(self) -> str:
+        """PUT /fapi/v1/listenKey: another 60 minutes for the active key."""
+        with self._lock:
+            key = self.listen_key()
+            if key is None:
+                raise refused(LISTEN_KEY_UNKNOWN)
+            self._listen_key = (key, self._clock() + LISTEN_KEY_TTL_MS)
+            return key
+
+    def close_listen_key(self) -> None:
+        """DELETE /fapi/v1/listenKey, or its expiry: the stream on that key ends."""
+        with self._lock:
+            self._listen_key = None
+
+    def listen_key(self) -> str | None:
+        """The active listen key, if any."""
+        with self._lock:
+            if self._listen_key is None or self._clock() >= self._listen_key[1]:
+                return None
+            return self._listen_key[0]
 
     # ----------------------------------------------------------------- account
 

@@ -264,7 +264,8 @@ class SimulatorServer:
 
     def _stream_control(self, method: str, path: str, body: dict) -> Reply:
         """GET /sim/streams: the WebSocket URL and counts (404 when not serving streams);
-        POST /sim/streams/drop | stall {"on"} | terminate | swallow {"count"}."""
+        POST /sim/streams/drop | stall {"on"} | terminate | swallow, duplicate {"count", "match"} |
+        delay {"count", "match", "ms"}."""
         if self.streams is None:
             return json_reply(404, {"error": "this simulator serves no streams"})
         if method == "GET":
@@ -296,6 +297,8 @@ class SimulatorServer:
                 raise errors.too_much_weight(weights.limit)
             if endpoint.signed:
                 self._verify(headers, raw_query, raw_body, params)
+            elif endpoint.api_key:
+                self._verify_key(headers)
             if (method, path) == venue.new_order:
                 return self._new_order(venue, endpoint, params, weight, extra)
             payload = endpoint.handler(venue.api, params)
@@ -333,12 +336,7 @@ class SimulatorServer:
     def _verify(self, headers: Headers, raw_query: str, raw_body: str,
                 params: Params) -> None:
         """API key, HMAC-SHA256 signature and recvWindow, as Binance checks them."""
-        key = headers.get("X-MBX-APIKEY")
-        if not key:
-            raise SimError(errors.API_KEY_FORMAT, "API-key format invalid.", status=401)
-        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
-            raise SimError(errors.REJECTED_API_KEY,
-                           "Invalid API-key, IP, or permissions for action.", status=401)
+        self._verify_key(headers)
         timestamp = int_param(params, "timestamp")
         if timestamp is None:
             raise errors.mandatory("timestamp")
@@ -357,6 +355,14 @@ class SimulatorServer:
         if timestamp > now + 1000 or now - timestamp > recv_window:
             raise SimError(errors.TIMESTAMP_OUTSIDE_WINDOW,
                            "Timestamp for this request is outside of the recvWindow.")
+
+    def _verify_key(self, headers: Headers) -> None:
+        key = headers.get("X-MBX-APIKEY")
+        if not key:
+            raise SimError(errors.API_KEY_FORMAT, "API-key format invalid.", status=401)
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            raise SimError(errors.REJECTED_API_KEY,
+                           "Invalid API-key, IP, or permissions for action.", status=401)
 
     def _failure_reply(self, failure: FailRule) -> Reply:
         if failure.hang_ms:

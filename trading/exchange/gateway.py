@@ -290,8 +290,11 @@ class ExchangeGateway:
             start = end + 1
         return sorted(trades.values(), key=lambda t: (t.timestamp_ms, t.trade_id))
 
-    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
-        raw = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self._sym(symbol), timeframe, None, limit))
+    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", limit: int = 100,
+                    since_ms: int | None = None) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
+        """Candles as (open time ms, open, high, low, close, volume): the latest `limit`, or the
+        first `limit` from `since_ms` on."""
+        raw = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self._sym(symbol), timeframe, since_ms, limit))
         return [(int(r[0]), dec(r[1]), dec(r[2]), dec(r[3]), dec(r[4]), dec(r[5])) for r in raw]
 
     # --- futures (USDⓈ-M, one-way mode) -------------------------------------------------------

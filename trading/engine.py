@@ -257,9 +257,16 @@ class SymbolEngine:
         try:
             self._refresh_lattice()
             if self.feed is not None and self.feed.healthy():
+                fills_before = result.fills
                 live = self.sync_from_stream(result)
                 streamed = self.feed.price  # set before the feed turns healthy, never unset
-                price = streamed if streamed is not None else self.gateway.fetch_ticker(self.market).last
+                # The sells of fills applied now are priced against a price at least as recent as
+                # those fills: the streamed ticker may be older (another stream, or one that just
+                # dropped), so then the price is read by REST.
+                if streamed is not None and result.fills == fills_before and self.feed.healthy():
+                    price = streamed
+                else:
+                    price = self.gateway.fetch_ticker(self.market).last
             else:
                 live = self.sync_fills_and_orders(result)
                 # The price is read after the fills, so the sells of what just filled are placed

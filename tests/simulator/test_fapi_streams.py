@@ -41,6 +41,13 @@ async def until(watch, predicate):
             return answer
 
 
+async def subscribed(sim, *, other_than: str | None = None) -> str:
+    """Wait until a user stream is up on a key other than `other_than`; return that key."""
+    while sim.futures.listen_key() in (None, other_than) or not sim.streams.state()["userSubscriptions"]:
+        await asyncio.sleep(0.05)
+    return sim.futures.listen_key()
+
+
 def test_tickers_come_from_the_futures_market_stream(fsim):
     async def scenario():
         client = pro_client(fsim)
@@ -66,9 +73,7 @@ def test_a_fill_arrives_with_its_realised_pnl_and_the_position_update(fsim):
             await client.load_markets()
             trades = asyncio.ensure_future(until(client.watch_my_trades, lambda ts: any(t["side"] == "sell" for t in ts)))
             balances = asyncio.ensure_future(until(client.watch_balance, lambda b: b.get("USDT", {}).get("total")))
-            await asyncio.sleep(0)
-            while engine.listen_key() is None or not fsim.streams.state()["userSubscriptions"]:
-                await asyncio.sleep(0.05)  # the subscription is up
+            await subscribed(fsim)
             engine.place_order("BTCUSDT", "BUY", "LIMIT", D("0.010"), D("49900"), "qm-buy-1", time_in_force="GTX")
             engine.set_price("BTCUSDT", D("49800"))
             engine.place_order("BTCUSDT", "SELL", "LIMIT", D("0.010"), D("50000"), "qm-sell-1", time_in_force="GTX",
@@ -94,16 +99,13 @@ def test_a_closed_listen_key_ends_the_stream_and_the_next_subscription_gets_a_ne
         try:
             await client.load_markets()
             watch = asyncio.ensure_future(client.watch_orders())
-            while not fsim.streams.state()["userSubscriptions"]:
-                await asyncio.sleep(0.05)
-            first_key = engine.listen_key()
+            first_key = await subscribed(fsim)
             fsim.streams.control("terminate", {})
             with pytest.raises(ccxt.NetworkError):
                 await watch  # the server closed the stream on the ended key
             BINANCE_USDM.forget_user_stream(client)
             again = asyncio.ensure_future(client.watch_orders())
-            while engine.listen_key() in (None, first_key) or not fsim.streams.state()["userSubscriptions"]:
-                await asyncio.sleep(0.05)
+            await subscribed(fsim, other_than=first_key)
             engine.place_order("BTCUSDT", "BUY", "LIMIT", D("0.010"), D("49900"), "qm-buy-2", time_in_force="GTX")
             orders = await again
             return first_key, engine.listen_key(), orders

@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 from aiohttp import WSMsgType, web
 
 from .binance_api import fmt
+from .futures import CROSSED
 from .matching import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, Engine, Order, Trade, now_ms
 
 if TYPE_CHECKING:
@@ -501,7 +502,7 @@ def _order_trade_update(order: Order, execution: str, status: str, cumulative: D
 
 def _position_update(view) -> dict:
     return {"s": view.symbol, "pa": fmt(view.qty), "ep": fmt(view.entry), "bep": fmt(view.entry), "cr": "0",
-            "up": fmt(view.unrealized), "mt": "cross" if view.margin_type == "CROSSED" else "isolated",
+            "up": fmt(view.unrealized), "mt": "cross" if view.margin_type == CROSSED else "isolated",
             "iw": fmt(view.isolated_wallet), "ps": "BOTH"}
 
 

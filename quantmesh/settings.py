@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "trading",
     "locking",
     "reconciliation",
+    "backtesting",
 ]
 
 MIDDLEWARE = [

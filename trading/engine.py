@@ -160,6 +160,9 @@ class SymbolEngine:
         self.margin_locked = False  # a buy was refused for margin this tick: cancel the far buys
         self.near_liquidation = False
         self.leverage: int | None = None
+        # What the last tick left: the grid's inputs (parameters, slots, live orders), for
+        # `would_act`; None until a tick has planned.
+        self.last_state: tuple[grid.GridParams, list[grid.SlotView], list[grid.LiveOrderView], bool] | None = None
 
     # --- start ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -286,6 +289,9 @@ class SymbolEngine:
             if self.margin_locked:
                 self._cancel_far_buys(price, result, live)
             self.cancel_unwanted(price, result, live)
+            if self.last_state is not None:
+                params, slots, _, paused = self.last_state
+                self.last_state = (params, slots, live_views([o for o in live if o.is_live]), paused)
         except xerr.RateLimited as exc:
             wait = exc.retry_after or 5.0
             self.backoff_until = self.monotonic() + wait
@@ -395,10 +401,23 @@ class SymbolEngine:
             for level, holding in GridSlot.objects.filter(symbol=self.symbol, holding__gt=0).values_list("level", "holding")
             if holding > 0  # on SQLite the filter compares text; this line keeps it exact
         ]
-        return grid.desired_orders(
-            params, self.rules, self.lattice, price, slots, live_views(live),
-            buys_paused=self.monotonic() < self.buys_paused_until or self.near_liquidation,
-        )
+        paused = self.monotonic() < self.buys_paused_until or self.near_liquidation
+        self.last_state = (params, slots, [], paused)
+        return grid.desired_orders(params, self.rules, self.lattice, price, slots, live_views(live), buys_paused=paused)
+
+    def would_act(self, price: Decimal) -> bool:
+        """Whether a tick at `price` would place or cancel an order, judged on the state the last
+        tick left (so valid only while nothing has filled or changed since): the same grid
+        functions on the same inputs, without a request or a query. True when unknown."""
+        if self.last_state is None:
+            return True
+        params, slots, views, paused = self.last_state
+        if grid.desired_orders(params, self.rules, self.lattice, price, slots, views, buys_paused=paused).orders:
+            return True
+        if grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN):
+            return True
+        return bool(grid.cleanup_candidates(views, price, self.symbol.order_cleanup_threshold,
+                                            self.symbol.cleanup_batch_size))
 
     def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
         """Place what the grid wants; orders that went live are appended to `live`. Each order's

@@ -25,6 +25,8 @@ sums use a wide Decimal context that raises instead of rounding silently.
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -144,6 +146,12 @@ def safety_buffer(interval: Decimal) -> Decimal:
 # --------------------------------------------------------------------------- lattice
 
 
+@functools.lru_cache(maxsize=65536)
+def _level_price(anchor: Decimal, interval: Decimal, tick: Decimal, level: int) -> Decimal:
+    exact = Fraction(anchor) + level * Fraction(interval)
+    return _to_multiple(exact, tick, nearest=True)
+
+
 @dataclass(frozen=True)
 class Lattice:
     """The price levels of one symbol: ``price(level) = anchor + level * interval``, on the tick.
@@ -169,8 +177,7 @@ class Lattice:
     def price(self, level: int) -> Decimal:
         """Price of ``level``, rounded to the tick (may be zero or negative far below the anchor)."""
         _require_int("level", level)
-        exact = Fraction(self.anchor) + level * Fraction(self.interval)
-        return _to_multiple(exact, self.tick, nearest=True)
+        return _level_price(self.anchor, self.interval, self.tick, level)
 
     def level_of(self, price: Decimal) -> int:
         """The level nearest to ``price`` on the exact lattice; half way between two levels: the upper."""
@@ -516,3 +523,59 @@ def cleanup_candidates(
     eligible = [o for o in live_orders if o.filled == 0]
     eligible.sort(key=lambda o: (o.side != BUY, -_distance(o.price, price), o.level, o.ref))
     return eligible[:batch_size]
+
+
+def round_trip_return(price: Decimal, interval: Decimal, fee: Decimal) -> Decimal:
+    """What one round trip returns on its cost, fees paid: a buy at ``price`` (its fee taken
+    from what it receives) sold one interval up (its fee taken from the proceeds), both at the
+    fee rate ``fee``: ``(1 - fee)**2 * (price + interval) / price - 1``. Zero or less: the grid
+    loses on every round trip. The higher the price, the less an interval is worth, so the
+    highest price a grid will trade at is the one to check."""
+    _require_positive("price", price)
+    _require_positive("interval", interval)
+    _require_non_negative("fee", fee)
+    exact = (1 - Fraction(fee)) ** 2 * (Fraction(price) + Fraction(interval)) / Fraction(price) - 1
+    return _to_multiple(exact, Decimal("1E-8"), nearest=False)
+
+
+# --------------------------------------------------------------------------- quiet prices
+def steady_band(lattice: Lattice, price: Decimal) -> tuple[Decimal, Decimal]:
+    """The open price range around ``price`` in which the grid decides the same as at ``price``.
+
+    For a price ``q`` strictly between the two bounds, :func:`desired_orders`,
+    :func:`stale_buys` and :func:`cleanup_candidates` give what they give at ``price``, for
+    every state in which each live buy is below and each live sell above both prices (a price
+    path that filled nothing leaves such a state). Those functions look at the price only
+    through the nearest level (which changes half way between levels), the buy window's
+    ``level price < price - buffer`` and the sell's ``level price > price + buffer``; the
+    bounds are the nearest such edges below and above. When ``price`` sits on an edge, the
+    range is empty (``(price, price)``).
+    """
+    _require_positive("price", price)
+    exact = Fraction(price)
+    edges, lower, upper = _band_edges(lattice, lattice.level_of(price))
+    at = bisect.bisect_left(edges, exact)
+    if edges[at] == exact:
+        return price, price
+    return lower[at - 1], upper[at]
+
+
+@functools.lru_cache(maxsize=4096)
+def _band_edges(lattice: Lattice, level: int) -> tuple[list[Fraction], list[Decimal], list[Decimal]]:
+    """The edges around the prices nearest ``level``, sorted, exact and as Decimals on the safe
+    side: rounded up when used as a lower bound, down as an upper one."""
+    buffer = Fraction(safety_buffer(lattice.interval))
+    half = Fraction(lattice.interval) / 2
+    level_price = Fraction(lattice.anchor) + level * Fraction(lattice.interval)
+    found = {level_price - half, level_price + half}
+    for m in range(level - 2, level + 3):
+        found |= {Fraction(lattice.price(m)) - buffer, Fraction(lattice.price(m)) + buffer}
+    edges = sorted(found)
+    return edges, [_fraction_to_decimal(e, floor=False) for e in edges], [_fraction_to_decimal(e, floor=True) for e in edges]
+
+
+def _fraction_to_decimal(value: Fraction, *, floor: bool) -> Decimal:
+    """An edge as a Decimal to 18 places (finer than any tick), on the safe side of it."""
+    units = value * 10**18
+    count = math.floor(units) if floor else math.ceil(units)
+    return _EXACT.multiply(Decimal(count), Decimal(1).scaleb(-18))

@@ -17,6 +17,7 @@ Matching rules (kept simple on purpose):
 """
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 import time
@@ -32,6 +33,7 @@ from .pricepath import (
     GbmPath,
     PricePath,
     ReplayPath,
+    Segment,
     floor_to,
     load_klines_csv,
     round_to,
@@ -125,6 +127,11 @@ class Trade:
 class _Market:
     spec: MarketSpec
     path: PricePath
+    # The highest open buy and the lowest open sell price (None: no such order), or unset
+    # while the open orders have changed since they were last worked out.
+    reach: tuple[Decimal | None, Decimal | None] | None = None
+    trades: list[Trade] = field(default_factory=list)  # this market's, oldest first
+    trade_times: list[int] = field(default_factory=list)  # their times, for a search by time
 
 
 @dataclass
@@ -137,6 +144,7 @@ class _State:
     open_ids: dict[int, None] = field(default_factory=dict)  # insertion-ordered set
     client_ids: dict[str, list[int]] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    trades_in_time_order: bool = True  # False once a trade was stamped before the one before
     next_order_id: int = 1
     next_trade_id: int = 1
     update_id: int = 1
@@ -146,9 +154,11 @@ class Engine:
     """A thread-safe simulated spot account on a set of markets."""
 
     def __init__(self, config: SimConfig | None = None,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Callable[[], int] = now_ms,
+                 path_factory: Callable[[MarketSpec, int], PricePath] | None = None) -> None:
         self.config = config or SimConfig()
         self._clock = clock
+        self._path_factory = path_factory  # builds each market's path instead of the spec
         self._lock = threading.RLock()
         self._state = self._fresh_state()
         self.trade_listeners: list[Callable[[Trade], None]] = []  # called under the engine's lock
@@ -168,6 +178,8 @@ class Engine:
         return _State(markets=markets, balances=balances)
 
     def _make_path(self, spec: MarketSpec, start_ms: int) -> PricePath:
+        if self._path_factory is not None:
+            return self._path_factory(spec, start_ms)
         if spec.klines_csv is not None:
             rows = load_klines_csv(spec.klines_csv, spec.tick)
             return ReplayPath(rows, self.config.max_candles)
@@ -237,6 +249,25 @@ class Engine:
                         self._state.update_id += 1
                         trades += self._match_resting(market, low=candle.low, high=candle.high)
             return trades
+
+    def step_point(self, symbol: str, on_time: Callable[[int], None] | None = None) -> tuple[Segment, list[Trade]] | None:
+        """Walk one market's path to its next point (`pricepath.candle_path`: open, the nearer
+        extreme, the other, close) and fill the resting orders that stretch reaches, in the
+        order it reaches them, as maker at their own price. `on_time` is called with the time
+        of the point first (a simulated clock follows it). None when the path has ended."""
+        with self._lock:
+            market = self._market(symbol)
+            segment = market.path.advance_point()
+            if segment is None:
+                return None
+            if on_time is not None:
+                on_time(segment.time_ms)
+            self._state.update_id += 1
+            top_buy, bottom_sell = self._reach(market)
+            if (top_buy is None or top_buy < segment.low) and (bottom_sell is None or bottom_sell > segment.high):
+                return segment, []
+            return segment, self._match_resting(market, low=segment.low, high=segment.high,
+                                                falling=segment.end < segment.start)
 
     # ---------------------------------------------------------------- account
 
@@ -357,6 +388,11 @@ class Engine:
         either is given, otherwise the most recent ones."""
         with self._lock:
             market_id = None if symbol is None else self._market(symbol).spec.market_id
+            if (market_id is not None and start_time is not None and order_id is None and from_id is None
+                    and end_time is None and self._state.trades_in_time_order):
+                market = self._market(symbol or "")
+                selected = market.trades[bisect.bisect_left(market.trade_times, start_time):]
+                return selected[:limit] if limit is not None else selected
             selected = [t for t in self._state.trades
                         if (market_id is None or t.symbol == market_id)
                         and (order_id is None or t.order_id == order_id)
@@ -433,6 +469,7 @@ class Engine:
                       orig_qty=quantity, time=now, update_time=now, foreign=foreign)
         state.orders[order_id] = order
         state.open_ids[order_id] = None
+        market.reach = None
         state.client_ids.setdefault(order.client_order_id, []).append(order_id)
         state.update_id += 1
         return order
@@ -455,17 +492,29 @@ class Engine:
         order.status = status
         order.update_time = self._clock()
         self._state.open_ids.pop(order.order_id, None)
+        self._market(order.symbol).reach = None
         self._state.update_id += 1
 
-    def _match_resting(self, market: _Market, low: Decimal, high: Decimal) -> list[Trade]:
+    def _match_resting(self, market: _Market, low: Decimal, high: Decimal,
+                       falling: bool | None = None) -> list[Trade]:
+        """Fill the open orders of `market` that prices from `low` to `high` reach; with
+        `falling` given, in the order a path going down (or up) reaches them."""
+        reached = [order for order in self._open_orders() if order.symbol == market.spec.market_id
+                   and (order.price >= low if order.side == BUY else order.price <= high)]
+        if falling is not None:
+            reached.sort(key=lambda o: (-o.price if falling else o.price, o.order_id))
         trades = []
-        for order in self._open_orders():
-            if order.symbol != market.spec.market_id:
-                continue
-            reached = order.price >= low if order.side == BUY else order.price <= high
-            if reached and (qty := self._fill_chunk(market, order)):
+        for order in reached:
+            if (qty := self._fill_chunk(market, order)):
                 trades.append(self._execute(market, order, qty, is_maker=True))
         return trades
+
+    def _reach(self, market: _Market) -> tuple[Decimal | None, Decimal | None]:
+        if market.reach is None:
+            buys = [o.price for o in self._open_orders() if o.symbol == market.spec.market_id and o.side == BUY]
+            sells = [o.price for o in self._open_orders() if o.symbol == market.spec.market_id and o.side == SELL]
+            market.reach = (max(buys, default=None), min(sells, default=None))
+        return market.reach
 
     def _fill_chunk(self, market: _Market, order: Order) -> Decimal:
         ratio = self.config.partial_fill_ratio
@@ -504,7 +553,12 @@ class Engine:
                       commission=commission, commission_asset=commission_asset,
                       time=order.update_time, is_maker=is_maker)
         state.next_trade_id += 1
+        if state.trades and trade.time < state.trades[-1].time:
+            state.trades_in_time_order = False
         state.trades.append(trade)
+        market = self._market(order.symbol)
+        market.trades.append(trade)
+        market.trade_times.append(trade.time)
         state.update_id += 1
         for listener in self.trade_listeners:
             listener(trade)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
@@ -35,6 +36,34 @@ def floor_to(value: Decimal, unit: Decimal) -> Decimal:
     return round_to(value, unit, ROUND_DOWN)
 
 
+def candle_path(candle: Candle, interval_ms: int) -> list[tuple[Decimal, int]]:
+    """The prices a candle is taken to pass through, with the time each is reached: the open,
+    then the nearer of the high and the low (the high on a tie), then the other, then the
+    close, at a third of the candle apart (the close 1 ms before the next candle opens)."""
+    low_first = candle.open - candle.low < candle.high - candle.open
+    first, second = (candle.low, candle.high) if low_first else (candle.high, candle.low)
+    start = candle.open_time
+    return [(candle.open, start), (first, start + interval_ms // 3),
+            (second, start + 2 * interval_ms // 3), (candle.close, start + interval_ms - 1)]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of a walked price path: from `start` to `end`, reached at `time_ms`."""
+
+    start: Decimal
+    end: Decimal
+    time_ms: int
+
+    @property
+    def low(self) -> Decimal:
+        return min(self.start, self.end)
+
+    @property
+    def high(self) -> Decimal:
+        return max(self.start, self.end)
+
+
 class PricePath:
     """The candle history of one market; subclasses say how the next candle is made."""
 
@@ -42,6 +71,8 @@ class PricePath:
         self.interval_ms = interval_ms
         self._max_candles = max_candles
         self._candles: list[Candle] = [first]
+        self._walking: Candle | None = None  # the candle `advance_point` is part way through
+        self._points: list[tuple[Decimal, int]] = []  # its points still ahead
 
     @property
     def price(self) -> Decimal:
@@ -62,13 +93,44 @@ class PricePath:
 
     def advance(self) -> Candle | None:
         """Append and return the next candle, or None when the path has ended."""
+        if self._walking is not None:
+            raise RuntimeError("advance() in the middle of a candle walked by advance_point()")
         candle = self._next_candle()
         if candle is None:
             return None
+        self._append(candle)
+        return candle
+
+    def advance_point(self) -> Segment | None:
+        """Walk to the next point of `candle_path` (the next candle's open after a close) and
+        return the stretch walked, or None when the path has ended. While a candle is walked,
+        the current candle holds what has been seen of it (its volume once it is complete)."""
+        start = self.price
+        if not self._points:
+            candle = self._next_candle()
+            if candle is None:
+                return None
+            (price, time_ms), *self._points = candle_path(candle, self.interval_ms)
+            self._walking = candle
+            self._append(Candle(candle.open_time, price, price, price, price, Decimal(0)))
+            return Segment(start, price, time_ms)
+        price, time_ms = self._points.pop(0)
+        last = self._candles[-1]
+        if self._points:
+            self._candles[-1] = replace(last, high=max(last.high, price), low=min(last.low, price), close=price)
+        else:
+            self._candles[-1], self._walking = self._walking or last, None
+        return Segment(start, price, time_ms)
+
+    @property
+    def mid_candle(self) -> bool:
+        """Whether `advance_point` is part way through a candle."""
+        return self._walking is not None
+
+    def _append(self, candle: Candle) -> None:
         self._candles.append(candle)
         if len(self._candles) > self._max_candles:
             del self._candles[: len(self._candles) - self._max_candles]
-        return candle
 
     def _next_candle(self) -> Candle | None:
         raise NotImplementedError
@@ -103,25 +165,21 @@ class GbmPath(PricePath):
 
 
 class ReplayPath(PricePath):
-    """Replays recorded candles; the path starts on the first and ends on the last."""
+    """Replays recorded candles; the path starts on the first and ends on the last. The rows
+    may be a list or any iterator (a file read as it is replayed)."""
 
-    def __init__(self, rows: list[Candle], max_candles: int) -> None:
-        if not rows:
+    def __init__(self, rows: Iterable[Candle], max_candles: int) -> None:
+        ahead = iter(rows)
+        first = next(ahead, None)
+        if first is None:
             raise ValueError("a replay needs at least one candle")
-        interval = rows[1].open_time - rows[0].open_time if len(rows) > 1 else 60_000
-        super().__init__(rows[0], interval, max_candles)
-        self._rows = rows
-        self._cursor = 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self._rows) - 1 - self._cursor
+        second = next(ahead, None)
+        interval = second.open_time - first.open_time if second is not None else 60_000
+        super().__init__(first, interval, max_candles)
+        self._rows = itertools.chain([] if second is None else [second], ahead)
 
     def _next_candle(self) -> Candle | None:
-        if self._cursor + 1 >= len(self._rows):
-            return None
-        self._cursor += 1
-        return self._rows[self._cursor]
+        return next(self._rows, None)
 
 
 def load_klines_csv(path: str | Path, tick: Decimal) -> list[Candle]:
@@ -129,6 +187,16 @@ def load_klines_csv(path: str | Path, tick: Decimal) -> list[Candle]:
 
     Prices are rounded to `tick`. Raises ValueError naming the file and line on bad input.
     """
+    rows = list(iter_klines_csv(path, tick))
+    if not rows:
+        raise ValueError(f"{path}: no klines")
+    return rows
+
+
+def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
+    """The rows of a klines CSV one by one, as `load_klines_csv` reads them; ValueError naming
+    the file and line at the first bad row (a missing column, a bad number, an inconsistent
+    candle, a time that repeats or goes back)."""
     path = Path(path)
     try:
         with path.open(newline="") as handle:
@@ -136,16 +204,17 @@ def load_klines_csv(path: str | Path, tick: Decimal) -> list[Candle]:
             missing = [name for name in CSV_COLUMNS if name not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(f"{path}: missing columns {', '.join(missing)}")
-            rows = [_parse_row(row, tick, path, number)
-                    for number, row in enumerate(reader, start=2)]
+            previous: int | None = None
+            for line, row in enumerate(reader, start=2):
+                candle = _parse_row(row, tick, path, line)
+                if previous is not None and candle.open_time <= previous:
+                    problem = "repeats the row before" if candle.open_time == previous else "is before the row before"
+                    raise ValueError(f"{path}:{line}: open_time_ms {candle.open_time} {problem}: rows must be "
+                                     "sorted by time, each once")
+                previous = candle.open_time
+                yield candle
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not rows:
-        raise ValueError(f"{path}: no klines")
-    for earlier, later in itertools.pairwise(rows):
-        if later.open_time <= earlier.open_time:
-            raise ValueError(f"{path}: open_time_ms must increase ({later.open_time})")
-    return rows
 
 
 def _parse_row(row: dict, tick: Decimal, path: Path, line: int) -> Candle:

@@ -22,13 +22,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import errors
 from .binance_api import BinanceApi, Params, int_param
-from .config import SimConfig
+from .config import MarketSpec, SimConfig
 from .control import ControlApi
 from .errors import SimError
 from .fapi import FapiApi, FuturesControl
 from .faults import DropRule, FailRule, Faults, OrderMeter, WeightMeter
 from .futures import FuturesConfig, FuturesEngine
 from .matching import Engine, now_ms
+from .pricepath import PricePath
 
 if TYPE_CHECKING:
     from .streams import StreamServer
@@ -85,14 +86,15 @@ class SimulatorServer:
 
     def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
                  *, clock: Callable[[], int] = now_ms, streams: bool = False,
-                 futures: FuturesConfig | None = None) -> None:
+                 futures: FuturesConfig | None = None,
+                 path_factory: Callable[[MarketSpec, int], PricePath] | None = None) -> None:
         self.config = config or SimConfig()
         self.with_streams = streams  # also serve Binance's WebSocket streams (trading.simulator.streams)
         self.streams: StreamServer | None = None
         self.host = host
         self._requested_port = port
         self._clock = clock
-        self.engine = Engine(self.config, clock=clock)
+        self.engine = Engine(self.config, clock=clock, path_factory=path_factory)
         self.faults = Faults()
         self.weights = WeightMeter(self.config.weight_limit)
         self.orders = OrderMeter(self.config.order_limit_10s, self.config.order_limit_day)

@@ -176,6 +176,27 @@ def run(spec: Spec, *, checked: klines.KlineFile | None = None, every_point: boo
         return _run(spec, sim, gateway, _symbol(spec, None), clock, checked, every_point, progress, started)
 
 
+def replay_server(symbol: str, path: Path):
+    """A started simulator replaying a checked candle file for `runbot --replay`, with the
+    backtest's default balances and fees, and the function that walks it one point on (False
+    once the file has ended)."""
+    from trading.simulator import SimulatorServer
+
+    market = market_spec(symbol, klines.first_price(path))
+    klines.check(path, market.tick)
+    spec = Spec(klines=str(path), symbol=symbol)
+    config = sim_config(spec, market)
+    # A replay ticks four times per candle as fast as it can: the weight limit is per wall-clock
+    # minute, and would stretch 1,000 candles over several minutes for nothing.
+    config.weight_limit = 10**9
+    # For the same reason (1,000 candles pass in about a minute), the order limits, per 10 s and per
+    # day of wall-clock time; a backtest keeps them in simulated time.
+    config.order_limit_10s = config.order_limit_day = 10**9
+    server = SimulatorServer(config, path_factory=replay_factory(path, None, None))
+    server.start()
+    return server, lambda: server.engine.step_point(symbol) is not None
+
+
 def _run_http(spec, config, factory, clock, checked, every_point, progress, started) -> dict[str, Any]:
     from trading.exchange.accounts import gateway_for
     from trading.simulator import SimulatorServer
@@ -198,10 +219,11 @@ def _run(spec: Spec, sim: Engine, gateway, symbol: Symbol, clock: SimClock, chec
     market = sim.spec(spec.symbol)
     engine = SymbolEngine(symbol, gateway, NopLock(), writer=services.Writer("backtest", 0), monotonic=clock.monotonic)
     engine.prepare()
+    engine.tick()  # the grid at the first close, before the walk begins (as runbot --replay does)
     start_price = sim.price(spec.symbol)
     curve = Curve(start_ms=clock.ms, start_price=start_price, balances=_holdings(sim, market),
                   candles=checked.candles - 1, taker_fee=spec.taker_fee)
-    ticks = fills = points = candles = rechecks = 0
+    ticks, fills, points, candles, rechecks = 1, 0, 0, 0, 0
     low = high = start_price
     calm = False
     report_every = max(1, (checked.candles - 1) // 100)

@@ -57,6 +57,8 @@ class BotOptions:
     error_backoff: float = 5.0
     reconcile: bool = True  # each symbol's own reconcile pass every reconcile_interval
     streams: bool = True  # prices and fills from the exchange's WebSocket streams where it has them
+    # Called after every tick of a symbol (a replay moves its simulator on); False stops the bot.
+    after_tick: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -248,6 +250,10 @@ class Bot:
                     run.stop.wait(self.options.error_backoff)
                     continue
                 self._reconcile_if_due(run, engine)
+                if self.options.after_tick is not None and not self.options.after_tick():
+                    self.out(f"{name}: the replay has ended after {run.ticks} ticks, stopping")
+                    self.stop()
+                    break
                 next_due = started + self._tick_interval(engine)
                 self._wait(run, engine, next_due)
             if self.options.cancel_on_exit and self.stop_event.is_set() and run.guard():

@@ -51,6 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--cancel-on-exit", action="store_true", help="cancel this instance's open orders on exit")
         parser.add_argument("--no-streams", action="store_true",
                             help="poll prices and fills by REST even where the exchange has streams")
+        parser.add_argument("--replay", metavar="FILE.csv",
+                            help="paper-trade one symbol on the built-in simulator replaying these candles, one "
+                                 "point of each candle per tick (open, nearer extreme, other, close); stops at the end")
         parser.add_argument("--no-reconcile", action="store_true",
                             help="no reconcile pass of the bot's own; leave it to cron or Celery beat")
 
@@ -60,8 +63,14 @@ class Command(BaseCommand):
         instance_id = opts["instance_id"] or settings.QM_INSTANCE_ID
         symbols = self.select_symbols(opts["symbols"], opts["account"])
         simulator = None
+        after_tick = None
         paper_url = settings.QM_PAPER_EXCHANGE_URL or None
-        if paper_url is None and any(s.account.paper and not s.account.base_url for s in symbols):
+        if opts["replay"]:
+            simulator, after_tick = start_replay(symbols, opts["replay"], paper_url)
+            paper_url = simulator.base_url
+            opts["tick_interval"], opts["no_streams"] = 0.0, True  # each tick sees the point's fills by REST
+            self.stdout.write(f"paper exchange: built-in simulator replaying {opts['replay']} at {paper_url}")
+        elif paper_url is None and any(s.account.paper and not s.account.base_url for s in symbols):
             simulator = start_embedded_simulator(symbols)
             paper_url = simulator.base_url
             self.stdout.write(f"paper exchange: built-in simulator at {paper_url}")
@@ -82,7 +91,7 @@ class Command(BaseCommand):
                 instance_id=instance_id, tick_interval=opts["tick_interval"], status_interval=opts["status_interval"],
                 cancel_on_exit=opts["cancel_on_exit"], paper_url=paper_url, lock_backend=settings.QM_LOCK_BACKEND,
                 lease_ttl_ms=settings.QM_LEASE_TTL_MS, reconcile=not opts["no_reconcile"],
-                streams=not opts["no_streams"],
+                streams=not opts["no_streams"], after_tick=after_tick,
             ),
             out=out,
         )
@@ -153,6 +162,25 @@ def start_embedded_simulator(symbols: list[Symbol]):
     server = SimulatorServer(config, host="127.0.0.1", port=0, streams=True, futures=futures)
     server.start()
     return server
+
+
+def start_replay(symbols: list[Symbol], file: str, paper_url: str | None):
+    from pathlib import Path
+
+    from backtesting.driver import replay_server
+    from backtesting.klines import KlinesError
+
+    if paper_url:
+        raise CommandError("--replay starts its own simulator: unset QM_PAPER_EXCHANGE_URL")
+    if len(symbols) != 1:
+        raise CommandError(f"--replay trades one symbol; choose one with --symbols (have {len(symbols)})")
+    account = symbols[0].account
+    if not account.paper or account.base_url or account.is_futures:
+        raise CommandError(f"--replay needs a spot paper account on the built-in simulator; {account.name} is not")
+    try:
+        return replay_server(symbols[0].symbol, Path(file))
+    except (KlinesError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 def build_locks(instance_id: str):

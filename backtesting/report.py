@@ -16,8 +16,8 @@ FILL_MODEL = ("each candle walked open, nearer extreme, other extreme, close; a 
               "price, in full, when the walk reaches it; the bot reacts at each of those points")
 
 
-def pct(value: str | Decimal) -> str:
-    return f"{Decimal(value) * 100:.2f} %"
+def pct(value: str | Decimal | None) -> str:
+    return "n/a (a span under 7 days)" if value is None else f"{Decimal(value) * 100:.2f} %"
 
 
 def stamp(ms: int) -> str:

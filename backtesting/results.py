@@ -5,7 +5,7 @@ Money is Decimal throughout and leaves as strings (8 places; ratios as fractions
 """
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 MONEY = Decimal("0.00000001")
@@ -66,14 +66,18 @@ def money(value: Decimal) -> str:
     return str(value.quantize(MONEY))
 
 
-def ratio(value: Decimal) -> str:
-    return str(value.quantize(RATIO))
+def ratio(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(RATIO, context=Context(prec=60)))
 
 
-def annualised(total: Decimal, days: Decimal) -> Decimal:
-    """(1 + total) ** (365.25 / days) - 1; -1 when everything was lost."""
-    if days <= 0:
-        return Decimal(0)
+ANNUALISE_FROM_DAYS = 7  # a shorter span says nothing about a year
+
+
+def annualised(total: Decimal, days: Decimal) -> Decimal | None:
+    """(1 + total) ** (365.25 / days) - 1; -1 when everything was lost; None for a span under
+    `ANNUALISE_FROM_DAYS`, where it would only compound noise."""
+    if days < ANNUALISE_FROM_DAYS:
+        return None
     if total <= -1:
         return Decimal(-1)
     with localcontext() as ctx:

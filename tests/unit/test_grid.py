@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from decimal import Decimal as D
 from typing import Any, cast
 
 import pytest
 
-from trading import pnl
+from trading import grid, pnl
 from trading.grid import (
     BELOW_MIN_NOTIONAL,
     BELOW_MIN_ORDER_VALUE,
@@ -515,3 +516,65 @@ def test_invariants_over_many_prices():
         assert again == plan
         placed += len(plan.orders)
     assert placed > 500  # the loop exercised real plans, not only empty ones
+
+
+# --------------------------------------------------------------------------- steady band
+def _random_state(rng, lattice, low: Decimal, high: Decimal):
+    """Live buys below `low`, live sells above `high`, holdings on some levels (as after a price
+    path that filled nothing)."""
+    top = lattice.level_of(low)
+    live, slots = [], []
+    for level in range(top - 8, top + 9):
+        price = lattice.price(level)
+        roll = rng.random()
+        if price < low and roll < 0.4:
+            live.append(grid.LiveOrderView(grid.BUY, level, price, ref=f"b{level}"))
+        elif roll < 0.7 and level < top + 3:
+            slots.append(grid.SlotView(level, Decimal(rng.choice(["0.001", "0.0005", "0.00001"]))))
+            sell = lattice.price(level + 1 + rng.randrange(3))
+            if sell > high and rng.random() < 0.6:
+                live.append(grid.LiveOrderView(grid.SELL, level, sell, ref=f"s{level}"))
+    return slots, live
+
+
+def test_the_grid_decides_the_same_anywhere_inside_the_steady_band():
+    rng = random.Random(7)
+    rules = grid.MarketRules(tick=Decimal("0.01"), step=Decimal("0.00001"), min_notional=Decimal("5"))
+    checked = 0
+    for _ in range(400):
+        anchor = Decimal(rng.randrange(2_000_000, 9_000_000)) / 100
+        interval = Decimal(rng.randrange(500, 40_000)) / 100
+        lattice = grid.Lattice(anchor, interval, rules.tick)
+        price = anchor + Decimal(rng.randrange(-600_000, 600_000)) / 100
+        low, high = grid.steady_band(lattice, price)
+        assert low <= price <= high
+        if low == high:
+            continue
+        other = low + (high - low) * Decimal(rng.randrange(1, 1000)) / 1000
+        if not low < other < high:
+            continue
+        slots, live = _random_state(rng, lattice, min(price, other), max(price, other))
+        params = grid.GridParams(interval=interval, order_quantity=Decimal("50"), min_order_value=Decimal("10"),
+                                 buy_window_size=rng.randrange(1, 8), sell_window_size=rng.randrange(1, 8),
+                                 order_cleanup_threshold=rng.randrange(3, 30))
+        for fn in (
+            lambda p: grid.desired_orders(params, rules, lattice, p, slots, live),
+            lambda p: grid.stale_buys(live, lattice, p, params.buy_window_size, 2),
+            lambda p: grid.cleanup_candidates(live, p, params.order_cleanup_threshold, 3),
+        ):
+            assert fn(other) == fn(price), (anchor, interval, price, other)
+        checked += 1
+    assert checked > 300
+
+
+def test_the_steady_band_ends_where_the_grid_changes_its_mind():
+    lattice = grid.Lattice(Decimal("60000"), Decimal("150"), Decimal("0.01"))
+    # 60,015 is 60,000 + a tenth of the interval: above it, the level at 60,000 may hold a buy.
+    assert grid.steady_band(lattice, Decimal("60070")) == (Decimal("60015"), Decimal("60075"))
+    assert grid.steady_band(lattice, Decimal("60015")) == (Decimal("60015"), Decimal("60015"))
+    params = grid.GridParams(interval=Decimal("150"), order_quantity=Decimal("50"), min_order_value=Decimal("10"),
+                             buy_window_size=1, sell_window_size=1, order_cleanup_threshold=10)
+    rules = grid.MarketRules(tick=Decimal("0.01"), step=Decimal("0.00001"))
+    inside = grid.desired_orders(params, rules, lattice, Decimal("60015.01"), [], [])
+    outside = grid.desired_orders(params, rules, lattice, Decimal("60015"), [], [])
+    assert [o.level for o in inside.orders] == [0] and not outside.orders

@@ -18,9 +18,9 @@ class BacktestRunAdmin(ReadOnlyAdmin):
                     "candles", "sweep", "rank", "status", "report_link"]
     list_filter = ["status", "symbol"]
     search_fields = ["sweep", "klines"]
-    fields = ["created_at", "status", "error", "symbol", "klines", "sweep", "rank", "parameters", "fill_model",
+    fields = ("created_at", "status", "error", "symbol", "klines", "sweep", "rank", "parameters", "fill_model",
               "candles", "started_ms", "ended_ms", "total_return", "buy_and_hold_return", "realized_pnl", "fees",
-              "unrealized_pnl", "max_drawdown", "round_trips", "seconds", "report_link"]
+              "unrealized_pnl", "max_drawdown", "round_trips", "seconds", "report_link")
     readonly_fields = fields
 
     def has_delete_permission(self, request, obj=None):

@@ -557,12 +557,12 @@ def test_the_grid_decides_the_same_anywhere_inside_the_steady_band():
         params = grid.GridParams(interval=interval, order_quantity=Decimal("50"), min_order_value=Decimal("10"),
                                  buy_window_size=rng.randrange(1, 8), sell_window_size=rng.randrange(1, 8),
                                  order_cleanup_threshold=rng.randrange(3, 30))
-        for fn in (
-            lambda p: grid.desired_orders(params, rules, lattice, p, slots, live),
-            lambda p: grid.stale_buys(live, lattice, p, params.buy_window_size, 2),
-            lambda p: grid.cleanup_candidates(live, p, params.order_cleanup_threshold, 3),
-        ):
-            assert fn(other) == fn(price), (anchor, interval, price, other)
+        def decisions(p: Decimal) -> tuple:
+            return (grid.desired_orders(params, rules, lattice, p, slots, live),  # noqa: B023 (called at once)
+                    grid.stale_buys(live, lattice, p, params.buy_window_size, 2),  # noqa: B023
+                    grid.cleanup_candidates(live, p, params.order_cleanup_threshold, 3))  # noqa: B023
+
+        assert decisions(other) == decisions(price), (anchor, interval, price, other)
         checked += 1
     assert checked > 300
 

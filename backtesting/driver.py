@@ -14,6 +14,7 @@ holds the two to it).
 """
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -257,7 +258,9 @@ def _run(spec: Spec, sim: Engine, gateway, symbol: Symbol, clock: SimClock, chec
         ledger=_ledger(symbol, engine.lattice.anchor), span_ms=checked.span_ms - checked.interval_ms,
         run={"candles": candles, "points": points, "ticks": ticks, "rechecks": rechecks, "exchange_fills": fills,
              "seconds": round(elapsed, 3), "candles_per_second": round(candles / elapsed) if elapsed else None,
-             "requests": getattr(gateway, "requests", None), "tick_size": str(market.tick),
+             "requests": getattr(gateway, "requests", None),
+             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+             "tick_size": str(market.tick),
              "step_size": str(market.step), "min_notional": str(market.min_notional)},
     )
 

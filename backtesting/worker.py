@@ -75,7 +75,7 @@ def _fresh_database() -> None:
     shutil.copyfile(_template, _db_path)
 
 
-def _run_one(index: int, spec_data: dict[str, Any], progress_queue) -> Outcome:
+def _run_one(index: int, spec_data: dict[str, Any], checked, progress_queue) -> Outcome:
     from backtesting.driver import Spec, run
 
     try:
@@ -85,7 +85,7 @@ def _run_one(index: int, spec_data: dict[str, Any], progress_queue) -> Outcome:
             if progress_queue is not None:
                 progress_queue.put((index, p.candles, p.total, p.ticks, p.fills, str(p.price)))
 
-        return Outcome(index, run(Spec.from_dict(spec_data), progress=report))
+        return Outcome(index, run(Spec.from_dict(spec_data), checked=checked, progress=report))
     except Exception as exc:  # the parent records the failure against this run
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if not isinstance(exc, ValueError):
@@ -93,10 +93,12 @@ def _run_one(index: int, spec_data: dict[str, Any], progress_queue) -> Outcome:
         return Outcome(index, None, detail)
 
 
-def run_all(specs: Iterable[dict[str, Any]], *, workers: int, settings_module: str,
+def run_all(specs: Iterable[dict[str, Any]], *, workers: int, settings_module: str, checked=None,
             on_progress: Callable[[int, int, int, int, int, str], None] | None = None,
             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run every spec (as `Spec.as_dict` gives it), `workers` at a time; outcomes in spec order."""
+    """Run every spec (as `Spec.as_dict` gives it), `workers` at a time; outcomes in spec order.
+    `checked`: the candle file's check (`klines.check`) when the specs share one, so no worker
+    reads the whole file again."""
     specs = list(specs)
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="qm-backtest-") as tmp:
@@ -112,7 +114,7 @@ def run_all(specs: Iterable[dict[str, Any]], *, workers: int, settings_module: s
             outcomes: dict[int, Outcome] = {}
             with ProcessPoolExecutor(max_workers=max(1, min(workers, len(specs))), mp_context=context,
                                      initializer=_init, initargs=(settings_module, template, workdir)) as pool:
-                pending: set[Future] = {pool.submit(_run_one, i, spec, queue) for i, spec in enumerate(specs)}
+                pending: set[Future] = {pool.submit(_run_one, i, spec, checked, queue) for i, spec in enumerate(specs)}
                 while pending:
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     _drain(queue, on_progress)

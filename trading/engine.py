@@ -416,8 +416,15 @@ class SymbolEngine:
             return True
         if grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN):
             return True
-        return bool(grid.cleanup_candidates(views, price, self.symbol.order_cleanup_threshold,
-                                            self.symbol.cleanup_batch_size))
+        return bool(self._cleanup(price, views))
+
+    def _cleanup(self, price: Decimal, views: list[grid.LiveOrderView]) -> list[grid.LiveOrderView]:
+        """Orders to cancel for order_cleanup_threshold: only those the grid will not place again."""
+        if self.last_state is None or len(views) < self.symbol.order_cleanup_threshold:
+            return []
+        params, slots, _, paused = self.last_state
+        return grid.lasting_cleanup(params, self.rules, self.lattice, price, slots, views,
+                                    self.symbol.cleanup_batch_size, buys_paused=paused)
 
     def place_wanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
         """Place what the grid wants; orders that went live are appended to `live`. Each order's
@@ -608,7 +615,7 @@ class SymbolEngine:
     def cancel_unwanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
         views = live_views(live)
         victims = {v.ref: v for v in grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
-        for v in grid.cleanup_candidates(views, price, self.symbol.order_cleanup_threshold, self.symbol.cleanup_batch_size):
+        for v in self._cleanup(price, views):
             victims.setdefault(v.ref, v)
         by_ref = {o.client_order_id: o for o in live}
         for ref in victims:

@@ -56,6 +56,8 @@ _HALF = Fraction(1, 2)
 # Products and sums of money: wide enough for any price times any amount, and trapping
 # ``Inexact`` so that a silent rounding would raise instead.
 _EXACT = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_WIDE = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow])  # divisions that may not end
+_DECIMAL_HALF = Decimal("0.5")
 
 
 # --------------------------------------------------------------------------- validation
@@ -182,8 +184,10 @@ class Lattice:
     def level_of(self, price: Decimal) -> int:
         """The level nearest to ``price`` on the exact lattice; half way between two levels: the upper."""
         _require_decimal("price", price)
-        offset = (Fraction(price) - Fraction(self.anchor)) / Fraction(self.interval)
-        return math.floor(offset + _HALF)
+        # 60 digits hold every offset exactly enough: an exact half stays exact, and the nearest
+        # inexact quotient is farther from a half than the rounding can reach.
+        offset = _WIDE.divide(_WIDE.subtract(price, self.anchor), self.interval)
+        return math.floor(_WIDE.add(offset, _DECIMAL_HALF))
 
     def lowest_level_above(self, price: Decimal) -> int:
         """The lowest level whose (tick-rounded) price is strictly above ``price``."""
@@ -538,12 +542,41 @@ def round_trip_return(price: Decimal, interval: Decimal, fee: Decimal) -> Decima
     return _to_multiple(exact, Decimal("1E-8"), nearest=False)
 
 
+def lasting_cleanup(
+    params: GridParams,
+    rules: MarketRules,
+    lattice: Lattice,
+    price: Decimal,
+    slots: Iterable[SlotView],
+    live_orders: Sequence[LiveOrderView],
+    batch_size: int,
+    *,
+    buys_paused: bool = False,
+) -> list[LiveOrderView]:
+    """:func:`cleanup_candidates` (in its order, at most ``batch_size``), less every order that
+    :func:`desired_orders` would place again once the picked ones are gone. Cancelling such an
+    order only churns: it frees room, the next plan fills that room with the same order, and the
+    cap is reached again, a cancel and a new order per tick for as long as the price stays."""
+    slots = list(slots)
+    picked: list[LiveOrderView] = []
+    for candidate in cleanup_candidates(live_orders, price, params.order_cleanup_threshold, len(live_orders)):
+        if len(picked) == batch_size:
+            break
+        gone = {o.ref for o in picked} | {candidate.ref}
+        rest = [o for o in live_orders if o.ref not in gone]
+        again = desired_orders(params, rules, lattice, price, slots, rest, buys_paused=buys_paused).orders
+        if not any(o.side == candidate.side and o.level == candidate.level for o in again):
+            picked.append(candidate)
+    return picked
+
+
 # --------------------------------------------------------------------------- quiet prices
 def steady_band(lattice: Lattice, price: Decimal) -> tuple[Decimal, Decimal]:
     """The open price range around ``price`` in which the grid decides the same as at ``price``.
 
     For a price ``q`` strictly between the two bounds, :func:`desired_orders`,
-    :func:`stale_buys` and :func:`cleanup_candidates` give what they give at ``price``, for
+    :func:`stale_buys`, :func:`cleanup_candidates` and :func:`lasting_cleanup` give what they
+    give at ``price``, for
     every state in which each live buy is below and each live sell above both prices (a price
     path that filled nothing leaves such a state). Those functions look at the price only
     through the nearest level (which changes half way between levels), the buy window's

@@ -436,6 +436,25 @@ def test_cleanup_never_picks_partly_filled_orders():
     assert [o.ref for o in cleanup_candidates(live, D("2999.3"), 3, 2)] == ["b-2", "b-1"]
 
 
+def test_cleanup_leaves_the_orders_the_grid_would_place_again():
+    """At the cap, cancelling a buy the window wants only frees room for the same buy next tick
+    (a cancel and an order per tick); the far sells, outside the sell window, can go for good."""
+    lattice = Lattice(D("3000.00"), D("2"), D("0.01"))
+    rules = MarketRules(D("0.01"), D("0.001"), D("5"), D("0.001"))
+    params = GridParams(interval=D("2"), order_quantity=D("30"), min_order_value=D("5"), buy_window_size=3,
+                        sell_window_size=2, order_cleanup_threshold=7)
+    buys = live_buys(range(-1, -4, -1))
+    sells = [LiveOrderView(SELL, level, lattice.price(level + 1), ref=f"s{level}") for level in (0, 1, 2, 3)]
+    slots = [SlotView(level, D("0.01")) for level in (0, 1, 2, 3)]
+    price = D("2999.3")
+    assert [o.ref for o in cleanup_candidates(buys + sells, price, 7, 2)] == ["b-3", "b-2"]  # would churn
+    # b-3 is below the window (level 0 holds, so the window's buys are at -1 and -2), s3 beyond the sells'
+    picked = grid.lasting_cleanup(params, rules, lattice, price, slots, buys + sells, 2)
+    assert [o.ref for o in picked] == ["b-3", "s3"]
+    plan = grid.desired_orders(params, rules, lattice, price, slots, [o for o in buys + sells if o not in picked])
+    assert plan.orders == ()  # nothing goes out again once s3 and s2 are cancelled
+
+
 # --------------------------------------------------------------------------- invariants
 
 
@@ -560,7 +579,8 @@ def test_the_grid_decides_the_same_anywhere_inside_the_steady_band():
         def decisions(p: Decimal) -> tuple:
             return (grid.desired_orders(params, rules, lattice, p, slots, live),  # noqa: B023 (called at once)
                     grid.stale_buys(live, lattice, p, params.buy_window_size, 2),  # noqa: B023
-                    grid.cleanup_candidates(live, p, params.order_cleanup_threshold, 3))  # noqa: B023
+                    grid.cleanup_candidates(live, p, params.order_cleanup_threshold, 3),  # noqa: B023
+                    grid.lasting_cleanup(params, rules, lattice, p, slots, live, 3))  # noqa: B023
 
         assert decisions(other) == decisions(price), (anchor, interval, price, other)
         checked += 1

@@ -200,13 +200,15 @@ def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
     path = Path(path)
     try:
         with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [name for name in CSV_COLUMNS if name not in (reader.fieldnames or [])]
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            missing = [name for name in CSV_COLUMNS if name not in header]
             if missing:
                 raise ValueError(f"{path}: missing columns {', '.join(missing)}")
+            columns = [header.index(name) for name in CSV_COLUMNS]
             previous: int | None = None
             for line, row in enumerate(reader, start=2):
-                candle = _parse_row(row, tick, path, line)
+                candle = _parse_row(row, columns, tick, path, line)
                 if previous is not None and candle.open_time <= previous:
                     problem = "repeats the row before" if candle.open_time == previous else "is before the row before"
                     raise ValueError(f"{path}:{line}: open_time_ms {candle.open_time} {problem}: rows must be "
@@ -217,13 +219,25 @@ def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse_row(row: dict, tick: Decimal, path: Path, line: int) -> Candle:
+def _parse_row(row: list[str], columns: list[int], tick: Decimal, path: Path, line: int) -> Candle:
     try:
-        open_time = int(row["open_time_ms"])
-        o, h, low, c = (round_to(Decimal(row[name]), tick) for name in ("open", "high", "low", "close"))
-        volume = Decimal(row["volume"])
-    except (TypeError, ValueError, InvalidOperation):
-        raise ValueError(f"{path}:{line}: not a valid kline row: {row}") from None
+        at, *prices, vol = (row[i] for i in columns)
+        open_time = int(at)
+        o, h, low, c = (_on_tick(Decimal(text), tick) for text in prices)
+        volume = Decimal(vol)
+    except (TypeError, ValueError, InvalidOperation, IndexError):
+        shown = dict(zip(CSV_COLUMNS, (row[i] if i < len(row) else None for i in columns)))
+        raise ValueError(f"{path}:{line}: not a valid kline row: {shown}") from None
+    if not (o.is_finite() and h.is_finite() and low.is_finite() and c.is_finite() and volume.is_finite()):
+        raise ValueError(f"{path}:{line}: not a valid kline row: a price or the volume is not a finite number")
     if min(o, h, low, c) <= 0 or volume < 0 or not low <= min(o, c) <= max(o, c) <= h:
         raise ValueError(f"{path}:{line}: inconsistent kline (low <= open/close <= high, > 0)")
     return Candle(open_time, o, h, low, c, volume)
+
+
+def _on_tick(value: Decimal, tick: Decimal) -> Decimal:
+    """`value` rounded to the tick; as it is when it already sits on it with the tick's places."""
+    shape = tick.as_tuple()
+    if shape.digits == (1,) and value.is_finite() and value.as_tuple().exponent == shape.exponent:
+        return value  # "60000.01" with tick 0.01: a multiple of a power of ten by its places
+    return round_to(value, tick)

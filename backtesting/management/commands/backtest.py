@@ -125,7 +125,7 @@ class Command(BaseCommand):
                           f"{klines.when(checked.first_ms)} to {klines.when(checked.last_ms)}; "
                           f"{len(specs)} parameter set(s) on {min(opts['workers'], len(specs))} process(es)")
         outcomes = run_all([spec.as_dict() for spec, _ in specs], workers=opts["workers"],
-                           settings_module=settings.SETTINGS_MODULE,
+                           settings_module=settings.SETTINGS_MODULE, checked=checked,
                            on_progress=self._progress(len(specs)), on_done=self._done(len(specs)))
         runs = self._store(specs, outcomes, sweep=uuid.uuid4().hex[:12] if len(specs) > 1 else "", market=market)
         self._finish(runs, opts)

@@ -227,6 +227,7 @@ def _run(spec: Spec, sim: Engine, gateway, symbol: Symbol, clock: SimClock, chec
     ticks, fills, points, candles, rechecks = 1, 0, 0, 0, 0
     low = high = start_price
     calm = False
+    quiet: set[tuple[Decimal, Decimal]] = set()  # bands where the grid has nothing to do, since the last tick
     report_every = max(1, (checked.candles - 1) // 100)
     while True:
         step = sim.step_point(spec.symbol, on_time=clock.set)
@@ -236,15 +237,23 @@ def _run(spec: Spec, sim: Engine, gateway, symbol: Symbol, clock: SimClock, chec
         points += 1
         price = segment.end
         fills += len(trades)
-        if not (every_point or trades or not calm) and not low < price < high and not engine.would_act(price):
-            low, high = grid.steady_band(engine.lattice, price)  # left the band, and nothing to do
-            rechecks += 1
-        elif every_point or trades or not calm or not low < price < high:
+        must = every_point or bool(trades) or not calm
+        if not must and not low < price < high:
+            # Left the band: a band already found quiet since the last tick is quiet again (the
+            # state has not changed); else ask the grid.
+            low, high = grid.steady_band(engine.lattice, price)
+            if (low, high) not in quiet:
+                rechecks += 1
+                must = engine.would_act(price)
+                if not must:
+                    quiet.add((low, high))
+        if must:
             clock.sync()
             result = engine.tick()
             ticks += 1
             low, high = grid.steady_band(engine.lattice, result.price or price)
             calm = settled(result, engine, clock)
+            quiet = {(low, high)} if calm else set()
         if points % 4 == 0:  # a candle's close
             candles += 1
             curve.close(clock.ms, price, _holdings(sim, market))

@@ -57,7 +57,8 @@ def backtest(database: Path, *args: str) -> tuple[dict | list, float]:
     return json.loads(done.stdout), elapsed
 
 
-def row(result: dict, elapsed: float) -> dict:
+def row(result: dict | list, elapsed: float) -> dict:
+    assert isinstance(result, dict), "one parameter set gives one result"
     r = result["results"]
     return {"candles": r["run"]["candles"], "engine_ticks": r["run"]["ticks"], "orders": r["orders"],
             "round_trips": r["round_trips"], "run_seconds": r["run"]["seconds"],

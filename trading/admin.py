@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest
@@ -58,8 +59,27 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     ]
 
 
+class SymbolForm(forms.ModelForm):
+    class Meta:
+        model = Symbol
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean() or {}
+        account = data.get("account") or getattr(self.instance, "account", None)
+        if data.get("price_interval") and data.get("symbol") and account is not None:
+            probe = Symbol(account=account, symbol=data["symbol"], price_interval=data["price_interval"],
+                           allow_unprofitable=bool(data.get("allow_unprofitable")),
+                           anchor_price=self.instance.anchor_price, tick_size=self.instance.tick_size)
+            problem = probe.fee_problem()
+            if problem:
+                self.add_error("price_interval", f"{problem}; or tick allow unprofitable to trade it anyway.")
+        return data
+
+
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
+    form = SymbolForm
     list_display = [
         "symbol", "account", "status_badge", "price_interval", "order_quantity", "buy_window_size",
         "sell_window_size", "anchor_price", "owner_instance", "fence_token", "updated_at",
@@ -89,7 +109,7 @@ class SymbolAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "max_grid_layers", "stop_loss_ratio", "position_safety_check", "margin_lock_duration_seconds",
-                    "reconcile_interval",
+                    "reconcile_interval", "allow_unprofitable",
                 ]
             },
         ),

@@ -126,6 +126,13 @@ def _symbols_import(entries: Sequence[SymbolEntry], *, write: bool) -> ImportRes
             row.full_clean(exclude=None if account.pk else ["account"])
         except ValidationError as exc:
             errors.extend(f"{entry.path} ({entry.symbol}): {m}" for m in _validation_messages(exc))
+        problem = row.fee_problem()
+        if problem:
+            if action == "created":  # imported, but not started: runbot checks again at the live price
+                row.status, row.pause_reason = Symbol.Status.PAUSED, f"fee check: {problem}"[:200]
+            warnings.append(f"{entry.path} ({entry.symbol}): {problem}. "
+                            + ("Imported paused" if action == "created" else "runbot will pause it at start")
+                            + "; set allow_unprofitable in the admin to trade it anyway")
         planned.append((row, SymbolImport(entry.path, account.name, entry.symbol, action, changes)))
 
     if errors:

@@ -570,6 +570,24 @@ def lasting_cleanup(
     return picked
 
 
+def unprofitable_step(price: Decimal, interval: Decimal, fee: Decimal, tick: Decimal) -> str | None:
+    """Why a grid of ``interval`` at ``price`` cannot make money at the fee rate ``fee``, with the
+    numbers, or None when a round trip returns more than its fees (see
+    :func:`round_trip_return`); the smallest interval that would is rounded up to the tick."""
+    gain = round_trip_return(price, interval, fee)
+    if gain > 0:
+        return None
+    exact = Fraction(price) * (1 / (1 - Fraction(fee)) ** 2 - 1)
+    needed = _to_multiple(exact, tick, nearest=False) + tick
+
+    def pct(value: Decimal | Fraction) -> str:
+        return f"{Decimal(value.numerator) / Decimal(value.denominator) * 100 if isinstance(value, Fraction) else value * 100:.2f} %"
+
+    return (f"this grid loses on every round trip: price_interval {interval} is {pct(Fraction(interval) / Fraction(price))} "
+            f"of the price {price}, and a round trip pays the fee {pct(fee)} twice; each round trip returns "
+            f"{pct(gain)} of its cost. Widen price_interval (above {needed})")
+
+
 # --------------------------------------------------------------------------- quiet prices
 def steady_band(lattice: Lattice, price: Decimal) -> tuple[Decimal, Decimal]:
     """The open price range around ``price`` in which the grid decides the same as at ``price``.

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 from django.utils import timezone
 
+from trading import grid
 from trading.fields import Num, money
 
 ENV_NAME = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "Must be an environment variable name (A-Z, 0-9, _).")
@@ -151,6 +152,8 @@ class Symbol(models.Model):
         default=100, help_text="Grid buys the free quote balance must cover at start (0 disables)."
     )
     max_grid_layers = models.PositiveIntegerField(default=0, help_text="Most filled slots at once (0: no limit).")
+    allow_unprofitable = models.BooleanField(
+        default=False, help_text="Trade even when one grid step does not cover the round-trip fees.")
     stop_loss_ratio = money(
         default=Decimal("0"),
         validators=[NON_NEGATIVE],
@@ -246,6 +249,28 @@ class Symbol(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol}@{self.account.name}"
+
+    def fee_problem(self, price: Decimal | None = None) -> str:
+        """Why this grid cannot make money at `price` (by default the anchor, or the paper
+        simulator's price) and the account's maker fee, with the numbers; "" when it can, when
+        allow_unprofitable is set, or when no price is known yet (runbot checks at start)."""
+        from trading.exchange.dialects import dialect_for
+        from trading.simulator.config import PRESETS
+
+        if self.allow_unprofitable or not self.price_interval or self.price_interval <= 0:
+            return ""
+        try:
+            account: ExchangeAccount | None = self.account
+        except ObjectDoesNotExist:
+            account = None
+        if price is None:
+            preset = PRESETS.get(self.symbol, {}).get("price") if account is not None and account.paper else None
+            price = self.anchor_price or preset
+        if price is None or price <= 0:
+            return ""
+        exchange = "binanceusdm" if account is not None and account.is_futures else "binance"
+        fee = dialect_for(exchange).maker_fee
+        return grid.unprofitable_step(price, self.price_interval, fee, self.tick_size or Decimal("0.01")) or ""
 
     @property
     def market_id(self) -> str:

@@ -306,6 +306,10 @@ class Bot:
                 gateway = session_for(run.symbol.account, paper_url=self.options.paper_url).gateway()
                 engine = SymbolEngine(run.symbol, gateway, self.locks, writer=run.writer, guard=run.guard)
                 engine.prepare()
+                problem = run.symbol.fee_problem(engine.last_price)
+                if problem and run.symbol.status == Symbol.Status.RUNNING:
+                    services.symbol_pause(run.symbol, reason=f"fee check: {problem}"[:200])
+                    self.out(f"{name}: not trading: {problem}; set allow_unprofitable in the admin to trade it anyway")
                 streams = session_for(run.symbol.account, paper_url=self.options.paper_url).streams
                 if streams is not None:
                     engine.feed = streams.feeds.get(run.symbol.symbol)

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, NoReturn
 
 from trading.exchange import errors
@@ -64,6 +65,7 @@ class Dialect:
     too_many_orders_code: int | None = None  # the error code of a 429 for the order limits
     duplicate_markers: tuple[str, ...] = ()  # texts of a refusal for a client order id already used
     futures = False  # trades perpetual futures: positions, leverage, margin and funding
+    maker_fee = Decimal("0.001")  # the account's maker fee before any discount, for the grid's fee check
     trade_window_ms = 0  # the longest time range the trade history answers at once (0: any)
     # Exchange error code -> the gateway error it means, where ccxt's class says less.
     error_codes: Mapping[int, type[errors.ExchangeFailure]] = {}
@@ -297,6 +299,7 @@ class BinanceUsdm(BinanceSpot):
     name = "Binance USDⓈ-M futures"
     market_type = "swap"
     futures = True
+    maker_fee = Decimal("0.0002")
     streams = True
     trade_window_ms = 7 * 86_400_000  # userTrades answers at most 7 days per request
     # Binance's fapi weights. Accepted orders cost no IP weight (they count against ORDERS); 1 is

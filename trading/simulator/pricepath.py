@@ -206,9 +206,10 @@ def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
             if missing:
                 raise ValueError(f"{path}: missing columns {', '.join(missing)}")
             columns = [header.index(name) for name in CSV_COLUMNS]
+            power_of_ten = tick.as_tuple().digits == (1,)
             previous: int | None = None
             for line, row in enumerate(reader, start=2):
-                candle = _parse_row(row, columns, tick, path, line)
+                candle = _parse_row(row, columns, tick, power_of_ten, path, line)
                 if previous is not None and candle.open_time <= previous:
                     problem = "repeats the row before" if candle.open_time == previous else "is before the row before"
                     raise ValueError(f"{path}:{line}: open_time_ms {candle.open_time} {problem}: rows must be "
@@ -219,11 +220,12 @@ def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse_row(row: list[str], columns: list[int], tick: Decimal, path: Path, line: int) -> Candle:
+def _parse_row(row: list[str], columns: list[int], tick: Decimal, power_of_ten: bool, path: Path,
+               line: int) -> Candle:
     try:
         at, *prices, vol = (row[i] for i in columns)
         open_time = int(at)
-        o, h, low, c = (_on_tick(Decimal(text), tick) for text in prices)
+        o, h, low, c = (_on_tick(Decimal(text), tick, power_of_ten) for text in prices)
         volume = Decimal(vol)
     except (TypeError, ValueError, InvalidOperation, IndexError):
         shown = dict(zip(CSV_COLUMNS, (row[i] if i < len(row) else None for i in columns)))
@@ -235,9 +237,8 @@ def _parse_row(row: list[str], columns: list[int], tick: Decimal, path: Path, li
     return Candle(open_time, o, h, low, c, volume)
 
 
-def _on_tick(value: Decimal, tick: Decimal) -> Decimal:
-    """`value` rounded to the tick; as it is when it already sits on it with the tick's places."""
-    shape = tick.as_tuple()
-    if shape.digits == (1,) and value.is_finite() and value.as_tuple().exponent == shape.exponent:
-        return value  # "60000.01" with tick 0.01: a multiple of a power of ten by its places
+def _on_tick(value: Decimal, tick: Decimal, power_of_ten: bool) -> Decimal:
+    """`value` rounded to the tick (half even); a tick of 0.01, 1 or 10 is one quantize."""
+    if power_of_ten and value.is_finite():
+        return value.quantize(tick, rounding=ROUND_HALF_EVEN)
     return round_to(value, tick)

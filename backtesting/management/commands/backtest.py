@@ -221,14 +221,10 @@ class Command(BaseCommand):
                     f"order_quantity {quantity} buys {amount} {market.base} at {price} (step {market.step}), "
                     f"{reason.replace('_', ' ')}: exchange minimum notional {market.min_notional} {market.quote}, "
                     f"minimum quantity {market.min_qty}, min_order_value {params.get('min_order_value', 0)}")
-        gain = grid.round_trip_return(checked.high, interval, fee)
-        if gain <= 0 and not allow:
-            raise CommandError(
-                f"this grid loses on every round trip: price_interval {interval} is {pct(interval / checked.high)} "
-                f"of the highest price {checked.high} in range, and a round trip pays the fee {pct(fee)} twice; "
-                f"each round trip returns {pct(gain)} of its cost. Widen price_interval (above "
-                f"{grid.round_price(checked.high * 2 * fee / (1 - fee) ** 2, market.tick)}), or pass "
-                "--allow-unprofitable to run it anyway")
+        problem = grid.unprofitable_step(checked.high, interval, fee, market.tick)
+        if problem and not allow:
+            raise CommandError(f"{problem}. {checked.high} is the highest price in range, where a step is worth "
+                               "least; --allow-unprofitable runs it anyway")
 
     # --- progress and output ---------------------------------------------------------------------
     def _progress(self, total_sets: int):

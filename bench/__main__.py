@@ -27,6 +27,8 @@ RUNS = [
     ("limits", [sys.executable, "-m", "bench.bench_limits", "--symbols", "10", "--seconds", "60"]),
     # 50 symbols for one simulated hour at 10x (6 min), the same hour with jemalloc (6 min), a stress
     # minute, memory per symbol, 3 x 60 + failover.
+    # The recorded candles in process and over HTTP, a year of 1-minute candles, 27 sets of 30 days.
+    ("backtest", [sys.executable, "-m", "bench.bench_backtest"]),
     ("scale", [sys.executable, "-m", "bench.bench_scale", "--soak-seconds", "360", "--stress-seconds", "60"]),
 ]
 
@@ -145,6 +147,19 @@ def markdown(results: dict) -> str:
                       f"SIGKILL of {m['killed']} ({m['orphaned_symbols']} symbols): trading again on a survivor after "
                       f"{m['failover_first_s']}–{m['failover_max_s']} s (median {m['failover_median_s']}, target "
                       f"<= {m['failover_target_s']} s); spread after {m['spread_after_failover']}", ""]
+    if "backtest" in r:
+        b = r["backtest"]
+        year, sweep = b["year"], b["sweep"]
+        lines += [f"backtest: a year of 1-minute candles ({year['candles']:,}, {year['price_interval']} grid) in "
+                  f"{year['run_seconds']} s ({year['candles_per_second']:,} candles/s, {year['engine_ticks']:,} engine ticks, "
+                  f"peak RSS {year['peak_rss_mib']} MiB), {year['end_to_end_seconds']} s end to end; a sweep of "
+                  f"{sweep['sets']} sets of {sweep['days']} days in {sweep['end_to_end_seconds']} s "
+                  f"({sweep['parallel_speed_up']}x on {b['machine_cpus']} cores)", ""]
+        if "recorded" in b:
+            rec = b["recorded"]
+            lines += [f"backtest over the recorded candles: in process {rec['in_process']['run_seconds']} s, over HTTP "
+                      f"{rec['http']['run_seconds']} s ({rec['http_over_in_process_run_seconds']}x), same orders "
+                      f"({rec['in_process']['orders']})", ""]
     if results["failed"]:
         lines.append(f"failed: {', '.join(results['failed'])}")
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ class KlineFile:
     last_ms: int  # open time of the last candle in range
     candles: int
     first_open: Decimal
+    first_close: Decimal  # where a run starts: its grid is anchored at the first close
     last_close: Decimal
     high: Decimal  # the highest price in range
     low: Decimal
@@ -97,7 +98,7 @@ def check(path: Path, tick: Decimal, *, start_ms: int | None = None, end_ms: int
     if count < 2 or interval is None:
         raise KlinesError(f"{path}: a backtest needs at least two candles in range, found {count}")
     return KlineFile(path=path, interval_ms=interval, first_ms=first.open_time, last_ms=last.open_time,
-                     candles=count, first_open=first.open, last_close=last.close, high=high, low=low)
+                     candles=count, first_open=first.open, first_close=first.close, last_close=last.close, high=high, low=low)
 
 
 def candles(path: Path, tick: Decimal, *, start_ms: int | None = None, end_ms: int | None = None) -> Iterator[Candle]:

@@ -38,6 +38,7 @@ def test_a_run_is_stored_with_its_results_and_a_self_contained_report(klines_csv
     run = BacktestRun.objects.get()
     assert run.pk == data["id"] and run.status == "finished" and run.candles == 999
     assert run.parameters["price_interval"] == "0.3%" and run.parameters["balance USDT"] == "5000"
+    assert run.parameters["price_interval (as run)"] == "261.46"  # 0.3 % of the first close, 87,151.70
     assert run.total_return == D(results["total_return"])
     assert results["start_equity"] == "5000.00000000"
     # The account's change is what the ledger booked, to the unit: realised plus unrealised.

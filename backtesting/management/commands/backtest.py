@@ -85,7 +85,7 @@ class Command(BaseCommand):
         parser.add_argument("--config", help="a QuantMesh config.yaml: the grid of --symbol in it")
         for name in PARAMS:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
-                                help="e.g. 0.5%% of the first price, or 150" if name == "price_interval" else None)
+                                help="e.g. 0.5%% of the first close, or 150" if name == "price_interval" else None)
         parser.add_argument("--balance", action="append", default=[],
                             help="starting balance ASSET=AMOUNT, repeatable or comma-separated (default USDT=10000)")
         parser.add_argument("--fees", help="maker,taker fee rates, e.g. 0.001,0.001 or 0.1%%,0.1%% (default Binance's 0.1%%)")
@@ -110,7 +110,7 @@ class Command(BaseCommand):
             checked = klines.check(path, market.tick, start_ms=start, end_ms=end)
         except (klines.KlinesError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        reference = checked.first_open
+        reference = checked.first_close
         base = self._base_params(opts, reference, market.tick)
         maker, taker = self._fees(opts["fees"])
         balances = self._balances(opts["balance"])
@@ -263,7 +263,8 @@ class Command(BaseCommand):
     def _store(self, specs, outcomes: list[Outcome], *, sweep: str, market) -> list[BacktestRun]:
         runs = []
         for (spec, written), outcome in zip(specs, outcomes):
-            parameters = {**written, **{f"balance {k}": str(v) for k, v in spec.balances.items()},
+            resolved = {f"{k} (as run)": str(v) for k, v in spec.params.items() if written.get(k) != str(v)}
+            parameters = {**written, **resolved, **{f"balance {k}": str(v) for k, v in spec.balances.items()},
                           "maker_fee": str(spec.maker_fee), "taker_fee": str(spec.taker_fee),
                           "transport": spec.transport, "tick_size": str(market.tick), "step_size": str(market.step)}
             run = BacktestRun(symbol=spec.symbol, klines=spec.klines, sweep=sweep, parameters=parameters,

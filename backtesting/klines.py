@@ -103,8 +103,7 @@ def check(path: Path, tick: Decimal, *, start_ms: int | None = None, end_ms: int
 
 def candles(path: Path, tick: Decimal, *, start_ms: int | None = None, end_ms: int | None = None) -> Iterator[Candle]:
     """The candles of a checked file within the range, read as they are needed."""
-    for candle in iter_klines_csv(path, tick):
+    for candle in iter_klines_csv(path, tick, start_ms=start_ms):
         if end_ms is not None and candle.open_time >= end_ms:
             return
-        if start_ms is None or candle.open_time >= start_ms:
-            yield candle
+        yield candle

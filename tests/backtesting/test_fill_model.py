@@ -108,3 +108,16 @@ def test_a_candle_that_touches_a_buy_and_its_sell(tmp_path, rows, round_trips):
     assert [side for side, _ in fills] == ["buy", "sell"][: 1 + round_trips]
     # The buy filled at the low: its second point (20 s in) when nearer the open, else its third.
     assert int(fills[0][1].timestamp() * 1000) == T0 + MINUTE + 40_000 - (20_000 if round_trips else 0)
+
+
+def test_a_range_starts_at_its_first_candle_and_reads_only_the_times_before(tmp_path):
+    from backtesting import klines
+
+    rows = [f"{T0 + i * MINUTE},100,101,99,100,1" for i in range(5)]
+    rows[1] = f"{T0 + MINUTE},100,not-read,99,100,1"  # before the range: only its time is read
+    path = tmp_path / "k.csv"
+    path.write_text("open_time_ms,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    got = list(klines.candles(path, D("0.01"), start_ms=T0 + 2 * MINUTE, end_ms=T0 + 4 * MINUTE))
+    assert [c.open_time for c in got] == [T0 + 2 * MINUTE, T0 + 3 * MINUTE]
+    with pytest.raises(ValueError, match="k.csv:3: not a valid kline row"):
+        list(klines.candles(path, D("0.01")))

@@ -193,10 +193,11 @@ def load_klines_csv(path: str | Path, tick: Decimal) -> list[Candle]:
     return rows
 
 
-def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
+def iter_klines_csv(path: str | Path, tick: Decimal, start_ms: int | None = None) -> Iterator[Candle]:
     """The rows of a klines CSV one by one, as `load_klines_csv` reads them; ValueError naming
     the file and line at the first bad row (a missing column, a bad number, an inconsistent
-    candle, a time that repeats or goes back)."""
+    candle, a time that repeats or goes back). Rows before `start_ms` are skipped, and only their
+    time is read (for a file checked whole before)."""
     path = Path(path)
     try:
         with path.open(newline="") as handle:
@@ -208,7 +209,16 @@ def iter_klines_csv(path: str | Path, tick: Decimal) -> Iterator[Candle]:
             columns = [header.index(name) for name in CSV_COLUMNS]
             power_of_ten = tick.as_tuple().digits == (1,)
             previous: int | None = None
+            at = columns[0]
             for line, row in enumerate(reader, start=2):
+                if start_ms is not None and (previous is None or previous < start_ms):  # not there yet
+                    try:
+                        skipped = int(row[at])
+                    except (ValueError, IndexError):
+                        skipped = None
+                    if skipped is not None and skipped < start_ms:
+                        previous = skipped
+                        continue
                 candle = _parse_row(row, columns, tick, power_of_ten, path, line)
                 if previous is not None and candle.open_time <= previous:
                     problem = "repeats the row before" if candle.open_time == previous else "is before the row before"

@@ -83,9 +83,9 @@ def check(path: Path, tick: Decimal, *, start_ms: int | None = None, end_ms: int
                 high, low = max(high, candle.high), min(low, candle.low)
                 last = candle
                 count += 1
+    except KlinesError:
+        raise
     except ValueError as exc:
-        if isinstance(exc, KlinesError):
-            raise
         raise KlinesError(str(exc)) from None
     if previous is None or file_first is None:
         raise KlinesError(f"{path}: no candles")

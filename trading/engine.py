@@ -414,9 +414,15 @@ class SymbolEngine:
         params, slots, views, paused = self.last_state
         if grid.desired_orders(params, self.rules, self.lattice, price, slots, views, buys_paused=paused).orders:
             return True
-        if grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN):
-            return True
-        return bool(self._cleanup(price, views))
+        return bool(self._unwanted(price, views))
+
+    def _unwanted(self, price: Decimal, views: list[grid.LiveOrderView]) -> dict[str, grid.LiveOrderView]:
+        """The live orders the grid no longer wants, by client order id: buys below the window,
+        then what order_cleanup_threshold asks to cancel."""
+        victims = {v.ref: v for v in grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
+        for v in self._cleanup(price, views):
+            victims.setdefault(v.ref, v)
+        return victims
 
     def _cleanup(self, price: Decimal, views: list[grid.LiveOrderView]) -> list[grid.LiveOrderView]:
         """Orders to cancel for order_cleanup_threshold: only those the grid will not place again."""
@@ -613,12 +619,8 @@ class SymbolEngine:
 
     # --- cancelling ----------------------------------------------------------------------------
     def cancel_unwanted(self, price: Decimal, result: TickResult, live: list[Order]) -> None:
-        views = live_views(live)
-        victims = {v.ref: v for v in grid.stale_buys(views, self.lattice, price, self.symbol.buy_window_size, STALE_BUY_MARGIN)}
-        for v in self._cleanup(price, views):
-            victims.setdefault(v.ref, v)
         by_ref = {o.client_order_id: o for o in live}
-        for ref in victims:
+        for ref in self._unwanted(price, live_views(live)):
             order = by_ref[ref]
             if order.is_live and order.filled_amount == 0:
                 self.cancel(order, result, reason="outside the grid window")

@@ -579,13 +579,10 @@ def unprofitable_step(price: Decimal, interval: Decimal, fee: Decimal, tick: Dec
         return None
     exact = Fraction(price) * (1 / (1 - Fraction(fee)) ** 2 - 1)
     needed = _to_multiple(exact, tick, nearest=False) + tick
-
-    def pct(value: Decimal | Fraction) -> str:
-        return f"{Decimal(value.numerator) / Decimal(value.denominator) * 100 if isinstance(value, Fraction) else value * 100:.2f} %"
-
-    return (f"this grid loses on every round trip: price_interval {interval} is {pct(Fraction(interval) / Fraction(price))} "
-            f"of the price {price}, and a round trip pays the fee {pct(fee)} twice; each round trip returns "
-            f"{pct(gain)} of its cost. Widen price_interval (above {needed})")
+    share = _WIDE.divide(interval, price)
+    return (f"this grid loses on every round trip: price_interval {interval} is {share * 100:.2f} % "
+            f"of the price {price}, and a round trip pays the fee {fee * 100:.2f} % twice; each round trip returns "
+            f"{gain * 100:.2f} % of its cost. Widen price_interval (above {needed})")
 
 
 # --------------------------------------------------------------------------- quiet prices

@@ -511,9 +511,9 @@ class Engine:
 
     def _reach(self, market: _Market) -> tuple[Decimal | None, Decimal | None]:
         if market.reach is None:
-            buys = [o.price for o in self._open_orders() if o.symbol == market.spec.market_id and o.side == BUY]
-            sells = [o.price for o in self._open_orders() if o.symbol == market.spec.market_id and o.side == SELL]
-            market.reach = (max(buys, default=None), min(sells, default=None))
+            mine = [o for o in self._open_orders() if o.symbol == market.spec.market_id]
+            market.reach = (max((o.price for o in mine if o.side == BUY), default=None),
+                            min((o.price for o in mine if o.side == SELL), default=None))
         return market.reach
 
     def _fill_chunk(self, market: _Market, order: Order) -> Decimal:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -21,11 +20,11 @@ from backtesting.models import BacktestRun
 from backtesting.report import FILL_MODEL, pct, render
 from backtesting.worker import Outcome, run_all
 from trading import grid
+from trading.management.commands.runbot import PAPER_DEFAULTS
 
-# The grid a backtest runs when the command line and --config say nothing (runbot's paper grid).
-DEFAULTS: dict[str, Any] = {"price_interval": Decimal("150"), "order_quantity": Decimal("50"),
-                            "min_order_value": Decimal("10"), "buy_window_size": 5, "sell_window_size": 5,
-                            "order_cleanup_threshold": 30, "cleanup_batch_size": 5}
+# The grid a backtest runs when the command line and --config say nothing: runbot's paper grid,
+# without its start-up balance check (a backtest's balance is given).
+DEFAULTS: dict[str, Any] = {k: v for k, v in PAPER_DEFAULTS.items() if k != "position_safety_check"}
 PARAMS = DECIMAL_PARAMS + INT_PARAMS
 RANK_COLUMNS = ("total_return", "buy_and_hold_return", "round_trips", "max_drawdown", "fees")
 
@@ -328,4 +327,3 @@ class Command(BaseCommand):
         widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
         for row in lines:
             self.stdout.write("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
-        sys.stdout.flush()

@@ -42,6 +42,7 @@ class SymbolFeed:
         self.price_at = 0.0  # monotonic, when a new ticker arrived
         self.price_stamp = None  # the exchange's time of that ticker
         self.order_ended = False  # an order was canceled or expired at the exchange
+        self.trades_received = 0  # the user-data stream's trades for this symbol, duplicates included
 
     def healthy(self) -> bool:
         return self.hub.healthy() and self.price is not None and time.monotonic() - self.price_at < STALE_SECONDS
@@ -70,6 +71,7 @@ class SymbolFeed:
     def _push_trade(self, trade: dict) -> None:
         with self._lock:
             self._trades.append(trade)
+            self.trades_received += 1
         self.wake.set()
 
     def _order_changed(self, order: dict) -> None:

@@ -22,7 +22,8 @@ The pump reads the engines every `PUMP_SECONDS` and sends what changed. Faults, 
 (`/sim/streams/...`, on spot and futures alike): drop every connection; stall (connections stay
 open, nothing is sent); terminate the user-data subscriptions (spot's `eventStreamTerminated`,
 futures' listen key closed); and, for the next `count` user events (those with the fields of
-`match`, when given), swallow them, duplicate them, or delay them by `ms` milliseconds.
+`match`, when given), swallow them, duplicate them, or delay them by `ms` milliseconds (`release`
+sends the delayed ones at once).
 """
 from __future__ import annotations
 
@@ -254,6 +255,8 @@ class StreamServer:
             self.stalled = bool(body.get("on", True))
         elif action == "terminate":
             asyncio.run_coroutine_threadsafe(self._terminate_users(), loop).result(timeout=5)
+        elif action == "release":
+            asyncio.run_coroutine_threadsafe(self._release(), loop).result(timeout=5)
         elif action in EVENT_FAULTS:
             try:
                 fault = EventFault(action, int(body.get("count", 1)), dict(body.get("match") or {}),
@@ -264,14 +267,19 @@ class StreamServer:
                 raise ValueError(f"{action}: count must be at least 1" + (" and ms positive" if action == "delay" else ""))
             self._faults.append(fault)
         else:
-            raise ValueError(f"unknown stream control {action!r}: drop, stall, terminate, swallow, duplicate, delay")
+            raise ValueError(f"unknown stream control {action!r}: drop, stall, terminate, swallow, duplicate, delay, "
+                             "release")
         return self.state()
 
     def state(self) -> dict:
         return {"url": self.url, "marketConnections": len(self._market),
                 "userSubscriptions": len(self._users) + len(self._futures_users), "stalled": self.stalled,
                 "userEventsSent": self.sent_user_events, "swallowed": self.swallowed,
-                "duplicated": self.duplicated, "delayed": self.delayed}
+                "duplicated": self.duplicated, "delayed": self.delayed, "held": len(self._delayed)}
+
+    async def _release(self) -> None:
+        """Make every delayed event due: the pump sends them on its next round."""
+        self._delayed = [(0.0, text, futures) for _, text, futures in self._delayed]
 
     async def _close_all(self) -> None:
         for ws in list(self._market) + list(self._users) + list(self._futures_users):

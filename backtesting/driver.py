@@ -25,6 +25,7 @@ from typing import Any
 
 import time_machine
 
+import notifications
 from backtesting import klines
 from backtesting.gateway import LocalGateway
 from backtesting.results import Curve, summarise
@@ -161,7 +162,8 @@ def settled(result: TickResult, engine: SymbolEngine, clock: SimClock) -> bool:
 def run(spec: Spec, *, checked: klines.KlineFile | None = None, every_point: bool = False,
         progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run one backtest into the current database; return its results (see `results.summarise`).
-    `every_point`: tick at every point of the path, as `runbot --replay` does."""
+    `every_point`: tick at every point of the path, as `runbot --replay` does. A backtest tells
+    the operator nothing: its pauses and round trips are history, not news."""
     path = Path(spec.klines)
     market = market_spec(spec.symbol, klines.first_price(path))
     checked = checked or klines.check(path, market.tick, start_ms=spec.start_ms, end_ms=spec.end_ms)
@@ -169,7 +171,7 @@ def run(spec: Spec, *, checked: klines.KlineFile | None = None, every_point: boo
     factory = replay_factory(path, spec.start_ms, spec.end_ms)
     started = time.perf_counter()
     clock = SimClock(checked.first_ms + checked.interval_ms - 1)  # the first candle's close
-    with clock:
+    with clock, notifications.suppressed():
         if spec.transport == "http":
             return _run_http(spec, config, factory, clock, checked, every_point, progress, started)
         sim = Engine(config, clock=clock.now_ms, path_factory=factory)

@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+from notifications.config import NotifyConfig, parse_channels, parse_levels
 from quantmesh.config import (
     SettingsError,
     check_redis_url,
@@ -56,6 +57,22 @@ QM_CLOCK_MARGIN_MS = env_int("QM_CLOCK_MARGIN_MS", 2_000, minimum=0, maximum=60_
 QM_TEST_PAUSE_AT = env_str("QM_TEST_PAUSE_AT")
 if QM_LOCK_BACKEND == "redis" and not os.environ.get("REDIS_URL"):
     raise SettingsError("REDIS_URL is not set but QM_LOCK_BACKEND=redis needs it")
+# Notifications (notifications.config): the channels, a minimum level per event family, pacing.
+try:
+    QM_NOTIFY_CONFIG = NotifyConfig(
+        channels=parse_channels(env_secret("QM_NOTIFY_URLS")),
+        levels=parse_levels(env_str("QM_NOTIFY_LEVELS")),
+        trade_interval=env_int("QM_NOTIFY_TRADE_INTERVAL", 900, minimum=0),
+        dedup_seconds=env_int("QM_NOTIFY_DEDUP_SECONDS", 600, minimum=0),
+        retries=env_int("QM_NOTIFY_RETRIES", 3, minimum=0, maximum=10),
+        backoff=env_int("QM_NOTIFY_BACKOFF_MS", 2000, minimum=0, maximum=600_000) / 1000,
+        queue_size=env_int("QM_NOTIFY_QUEUE", 1000, minimum=1),
+        summary_hour=env_int("QM_NOTIFY_SUMMARY_HOUR", 0, minimum=0, maximum=23),
+        stream_down_seconds=env_int("QM_NOTIFY_STREAM_DOWN_SECONDS", 120, minimum=1),
+        error_streak=env_int("QM_NOTIFY_ERROR_STREAK", 5, minimum=1),
+    )
+except ValueError as exc:
+    raise SettingsError(str(exc)) from None
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -70,6 +87,7 @@ INSTALLED_APPS = [
     "locking",
     "reconciliation",
     "backtesting",
+    "notifications",
 ]
 
 MIDDLEWARE = [

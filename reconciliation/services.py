@@ -16,6 +16,7 @@ from typing import cast
 from django.db import transaction
 from django.utils import timezone
 
+import notifications
 from locking.base import LockService
 from reconciliation import metrics
 from reconciliation.models import Discrepancy, ReconcileRun
@@ -164,7 +165,21 @@ class Reconciler:
         if run is not None:
             self._save(run, outcome, token)
         metrics.record_outcome(outcome)
+        if outcome.status == ReconcileRun.Status.ATTENTION and not self.dry_run:
+            self._tell_operator(outcome)
         return outcome
+
+    def _tell_operator(self, outcome: Outcome) -> None:
+        open_items = [f for f in outcome.findings if f.action in (Discrepancy.Action.REPORTED, Discrepancy.Action.PAUSED)]
+        lines = [f"- {f.kind} {f.action} {f.client_order_id or f.exchange_order_id or ''} {f.note}".rstrip()
+                 for f in open_items[:10]]
+        more = f"\n(and {len(open_items) - 10} more)" if len(open_items) > 10 else ""
+        notifications.notify(
+            "reconcile_attention",
+            f"{self.symbol}: reconcile ({self.trigger}) found {len(outcome.findings)} discrepancies, "
+            f"{outcome.unresolved} need a person (run {outcome.run_id or '-'}):\n" + "\n".join(lines) + more,
+            subject=str(self.symbol), key=f"reconcile:{outcome.run_id}" if outcome.run_id else None,
+        )
 
     # --- checks --------------------------------------------------------------------------------
     def _check_open_orders(self, sync: LedgerSync, remote_open: list[ExchangeOrder]) -> list[Finding]:

@@ -92,7 +92,7 @@ class SymbolAdmin(admin.ModelAdmin):
         "fence_token", "owner_instance", "owner_token", "owner_since", "base_offset", "position_offset", "created_at",
         "updated_at",
     ]
-    actions = ["pause_symbols", "resume_symbols", "reconcile_now"]
+    actions = ["pause_symbols", "resume_symbols", "stop_symbols", "reconcile_now"]
     fieldsets = [
         (None, {"fields": ["account", "symbol", "status", "pause_reason", "paused_until"]}),
         (
@@ -136,6 +136,13 @@ class SymbolAdmin(admin.ModelAdmin):
             services.symbol_pause(symbol, reason=f"paused from the admin by {request.user.get_username()}")
         self.message_user(request, f"Paused {queryset.count()} symbol(s).", messages.SUCCESS)
 
+    @admin.action(description="Stop the selected symbols", permissions=["change"])
+    def stop_symbols(self, request, queryset):
+        for symbol in queryset:
+            services.symbol_stop(symbol, by=f"from the admin by {request.user.get_username()}")
+        self.message_user(request, f"Stopped {queryset.count()} symbol(s); their open orders stay at the exchange.",
+                          messages.SUCCESS)
+
     @admin.action(description="Reconcile the selected symbols now", permissions=["change"])
     def reconcile_now(self, request, queryset):
         from reconciliation.models import ReconcileRun
@@ -161,7 +168,7 @@ class SymbolAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the selected symbols", permissions=["change"])
     def resume_symbols(self, request, queryset):
         for symbol in queryset:
-            services.symbol_resume(symbol)
+            services.symbol_resume(symbol, by=f"from the admin by {request.user.get_username()}")
         self.message_user(request, f"Resumed {queryset.count()} symbol(s).", messages.SUCCESS)
 
 

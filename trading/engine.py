@@ -314,7 +314,7 @@ class SymbolEngine:
     def _auto_resume(self) -> None:
         until = self.symbol.paused_until
         if self.symbol.status == Symbol.Status.PAUSED and until is not None and until <= timezone.now():
-            services.symbol_resume(self.symbol)
+            services.symbol_resume(self.symbol, by=f"its pause ended at {until:%Y-%m-%d %H:%M} UTC")
 
     # --- fills and order states ----------------------------------------------------------------
     def sync_fills_and_orders(self, result: TickResult) -> list[Order]:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+import notifications
 from locking.base import AlreadyHeld, Grant, LockBackendUnavailable, LockService, NotOwned
 from trading import liveness
 from trading.models import Symbol
@@ -109,14 +110,20 @@ class LeaseKeeper:
                 lease.grant = self.locks.extend(lease.grant, self.ttl)
             except NotOwned:
                 log.error("%s: lease lost (another instance holds it now)", lease.symbol.symbol)
+                self._lost(lease, "another instance holds it now")
                 lost.append(sid)
             except LockBackendUnavailable as exc:
                 if not lease.is_valid():
                     log.error("%s: lease expired while the lock backend is unreachable: %s", lease.symbol.symbol, exc)
+                    self._lost(lease, f"it expired while the lock backend was unreachable ({exc})")
                     lost.append(sid)
         for sid in lost:
             self.held.pop(sid, None)
         return lost
+
+    def _lost(self, lease: Lease, why: str) -> None:
+        notifications.notify("lease_lost", f"{self.instance_id} lost the lease of {lease.symbol} and stopped "
+                             f"trading it: {why}", subject=str(lease.symbol))
 
     def wanted(self, symbols: list[Symbol]) -> tuple[list[Symbol], list[int]]:
         """(symbols to acquire now, held symbol ids to hand over) under the current assignment."""
@@ -148,7 +155,13 @@ class LeaseKeeper:
             return None
         lease = Lease(symbol, grant)
         self.held[symbol.pk] = lease
+        previous = symbol.owner_instance  # as read before this grant: set when its owner never released it
         record_owner(symbol, self.instance_id, grant.token)
+        if previous and previous != self.instance_id:
+            since = f" (its owner since {symbol.owner_since:%H:%M:%S} UTC)" if symbol.owner_since else ""
+            notifications.notify("lease_taken_over", f"{self.instance_id} took over {symbol} from {previous}{since}, "
+                                 f"which held its lease without renewing it; fence token {grant.token}",
+                                 subject=str(symbol))
         log.info("%s: lease acquired (token %s)", symbol.symbol, grant.token)
         return lease
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+import notifications
 from trading.models import BotInstance
 
 SINGLE_INSTANCE_STALE_AFTER = timedelta(seconds=30)
@@ -40,3 +41,35 @@ def alive_instances(*, now: datetime | None = None, lease_ttl_ms: int | None = N
               last_heartbeat__gte=now - stale_after(MULTI_INSTANCE, lease_ttl_ms=lease_ttl_ms))
     single = ~Q(lock_backend=MULTI_INSTANCE) & Q(last_heartbeat__gte=now - SINGLE_INSTANCE_STALE_AFTER)
     return BotInstance.objects.filter(multi | single, stopped_at__isnull=True)
+
+
+SILENT_LOOKBACK = timedelta(days=1)  # an instance silent for longer than this is old news
+
+
+def silent_instances(*, now: datetime | None = None) -> list[BotInstance]:
+    """Instances that neither stopped cleanly nor sent a heartbeat in time, silent for at most
+    `SILENT_LOOKBACK`."""
+    now = now or timezone.now()
+    recent = BotInstance.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=now - SILENT_LOOKBACK)
+    alive = set(alive_instances(now=now).values_list("pk", flat=True))
+    return [i for i in recent if i.pk not in alive]
+
+
+def report_silent(observer: str, *, now: datetime | None = None) -> int:
+    """Tell the operator of each silent instance, once per silence (the key is the instance and
+    its last heartbeat, so whichever instance or cron run sees it first sends it)."""
+    now = now or timezone.now()
+    instances = silent_instances(now=now)
+    for instance in instances:
+        if instance.instance_id == observer:
+            continue
+        quiet = (now - instance.last_heartbeat).total_seconds()
+        fate = ("its leases expire and the other instances take its symbols over" if instance.lock_backend == MULTI_INSTANCE
+                else "its symbols are not being traded")
+        notifications.notify(
+            "instance_silent",
+            f"instance {instance.instance_id} (pid {instance.pid} on {instance.host}) has sent no heartbeat for "
+            f"{quiet:.0f}s (since {instance.last_heartbeat:%Y-%m-%d %H:%M:%S} UTC): it crashed or hangs; {fate}",
+            subject=instance.instance_id, key=f"silent:{instance.instance_id}:{instance.last_heartbeat.isoformat()}"[:150],
+        )
+    return len(instances)

@@ -25,11 +25,12 @@ from typing import Callable
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+import notifications
 from locking import recorder
 from locking.base import LockService
 from quantmesh.version import __version__
 from reconciliation.loop import LoopReconciler
-from trading import liveness, metrics, services
+from trading import liveness, metrics, services, summary
 from trading.engine import LeaseLost, SymbolEngine, show
 from trading.exchange.errors import ExchangeFailure, RateLimited
 from trading.exchange.session import session_for
@@ -42,6 +43,7 @@ log = logging.getLogger("quantmesh.runbot")
 # hold but found taken, and how long after a peer's heartbeat goes stale it looks again.
 LEASE_RETRY_SECONDS = 0.2
 STALE_MARGIN_SECONDS = 0.05
+WATCH_SECONDS = 5.0  # how often the control loop looks for what to tell the operator
 
 
 @dataclass
@@ -93,6 +95,9 @@ class Bot:
         self._control: threading.Thread | None = None
         self._sessions: list = []  # sessions whose streams this bot started
         self._symbols_per_account = Counter(s.account_id for s in symbols)  # for the polling budget, per tick
+        self.stop_reason = ""
+        self._streams_alerted: set[str] = set()  # accounts whose streams have been reported down
+        self._next_watch = 0.0
 
     @property
     def multi(self) -> bool:
@@ -101,6 +106,10 @@ class Bot:
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.instance = register_instance(self.options.instance_id, self.options.lock_backend)
+        mode = "multi-instance" if self.multi else "single-instance"
+        notifications.notify("bot_started", f"{self.options.instance_id} started ({mode}, version {__version__}): "
+                             f"{', '.join(str(s) for s in self.symbols) or 'no symbols'}",
+                             subject=self.options.instance_id)
         metrics.install()
         recorder.install(self.options.instance_id)
         if self.options.streams:
@@ -129,7 +138,9 @@ class Bot:
             else:
                 self.out(f"account {symbols[0].account.name}: no streams here; polling by REST")
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "") -> None:
+        if reason and not self.stop_reason:
+            self.stop_reason = reason
         self.stop_event.set()
 
     def join(self) -> None:
@@ -144,6 +155,9 @@ class Bot:
             session.stop_streams()
         if self.instance is not None:
             BotInstance.objects.filter(pk=self.instance.pk).update(stopped_at=timezone.now(), last_heartbeat=timezone.now())
+            notifications.notify("bot_stopped", f"{self.options.instance_id} stopped: {self.stop_reason or 'asked to stop'}",
+                                 subject=self.options.instance_id)
+            notifications.close(timeout=10)
         connection.close()
 
     def run_until_stopped(self, duration: float | None = None) -> None:
@@ -154,7 +168,7 @@ class Bot:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 self.out(f"duration of {duration:g}s reached, stopping")
-                self.stop()
+                self.stop(f"its duration of {duration:g}s was reached")
                 break
             if now >= next_status:
                 self.print_status()
@@ -223,6 +237,7 @@ class Bot:
             if engine is None:
                 return
             next_due = time.monotonic()
+            streak = 0  # failed ticks in a row
             while not stopping():
                 started = time.monotonic()
                 lag = started - next_due
@@ -239,20 +254,24 @@ class Bot:
                     metrics.observe_tick(name, result, lag)
                     if result.error:
                         run.errors += 1
+                    streak = self._error_streak(run, streak + 1 if result.error else 0, result.error)
                 except LeaseLost as exc:
                     run.stopped_reason = f"lease lost: {exc}"
                     log.error("%s stopped: %s", name, run.stopped_reason)
+                    notifications.notify("lease_lost", f"{self.options.instance_id} stopped trading {run.symbol}: "
+                                         f"{run.stopped_reason}", subject=str(run.symbol))
                     return
-                except Exception:
+                except Exception as exc:
                     # One bad tick must not kill the loop: log it and back off.
                     run.errors += 1
                     log.error("%s tick failed:\n%s", name, traceback.format_exc())
+                    streak = self._error_streak(run, streak + 1, f"{type(exc).__name__}: {exc}")
                     run.stop.wait(self.options.error_backoff)
                     continue
                 self._reconcile_if_due(run, engine)
                 if self.options.after_tick is not None and not self.options.after_tick():
                     self.out(f"{name}: the replay has ended after {run.ticks} ticks, stopping")
-                    self.stop()
+                    self.stop("the replay has ended")
                     break
                 next_due = started + self._tick_interval(engine)
                 self._wait(run, engine, next_due)
@@ -262,6 +281,14 @@ class Bot:
         finally:
             run.ready.set()
             connection.close()
+
+    def _error_streak(self, run: SymbolRun, streak: int, error: str) -> int:
+        """Tell the operator once when `error_streak` ticks in a row have failed."""
+        wanted = notifications.error_streak()
+        if streak == wanted:
+            notifications.notify("exchange_errors", f"{run.symbol}: {streak} ticks in a row failed on "
+                                 f"{self.options.instance_id}; the last: {error}"[:1000], subject=str(run.symbol))
+        return streak
 
     def _wait(self, run: SymbolRun, engine: SymbolEngine, until: float) -> None:
         """Until the next tick is due, the bot stops, or (streaming) a fill or order event arrives."""
@@ -336,6 +363,8 @@ class Bot:
                 run.stopped_reason = f"cannot start: {exc}"
                 log.error("%s cannot start: %s", name, exc)
                 if "does not list" in str(exc) or "minimum notional" in str(exc):
+                    notifications.notify("symbol_stopped", f"{run.symbol} not trading on {self.options.instance_id}: {exc}",
+                                         subject=str(run.symbol))
                     run.ready.set()
                     return None
                 run.stop.wait(self.options.error_backoff)
@@ -360,6 +389,9 @@ class Bot:
                                                                            feed=self.feed_state()[:255])
                     if self.multi and not self.stop_event.is_set():
                         wait = min(wait, self._lease_cycle())
+                    if time.monotonic() >= self._next_watch:
+                        self._watch()
+                        self._next_watch = time.monotonic() + WATCH_SECONDS
                     if time.monotonic() >= next_prune:
                         recorder.prune()
                         next_prune = time.monotonic() + 3600
@@ -373,6 +405,30 @@ class Bot:
                     self._stop_symbol(sid, "shutting down")
                 self.leases.release_all()
             connection.close()
+
+    def _watch(self) -> None:
+        """What the operator hears of without a trading loop noticing: instances gone silent,
+        streams down past the threshold (and back), the daily summaries."""
+        if not notifications.enabled():
+            return
+        liveness.report_silent(self.options.instance_id)
+        threshold = notifications.stream_down_seconds()
+        now = time.monotonic()
+        for session in self._sessions:
+            streams = session.streams
+            if streams is None:
+                continue
+            name = session.account.name
+            down = streams.down_since
+            if down is not None and now - down >= threshold and name not in self._streams_alerted:
+                self._streams_alerted.add(name)
+                notifications.notify("stream_down", f"account {name}: {streams.status() or 'streams down'} on "
+                                     f"{self.options.instance_id} for {now - down:.0f}s", subject=f"account {name}")
+            elif down is None and name in self._streams_alerted:
+                self._streams_alerted.discard(name)
+                notifications.notify("stream_back", f"account {name}: streams deliver again on {self.options.instance_id} "
+                                     f"({streams.reconnects} reconnects so far)", subject=f"account {name}")
+        summary.send_due({s.account_id: s.account for s in self.symbols}.values())
 
     def _lease_cycle(self) -> float:
         """Renew, hand over and take leases; return how soon the next cycle could take one over:

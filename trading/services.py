@@ -10,6 +10,8 @@ from decimal import Decimal, localcontext
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+import notifications
+from notifications import notify_on_commit
 from trading import pnl
 from trading.errors import FencedWrite, IllegalTransition, TradingError
 from trading.exchange.types import FuturesAccount, FuturesPosition
@@ -165,24 +167,46 @@ _CHANGEABLE = {
 
 @transaction.atomic
 def symbol_pause(symbol: Symbol, *, reason: str, until=None) -> Symbol:
+    was = Symbol.objects.filter(pk=symbol.pk).values_list("status", flat=True).first()
     Symbol.objects.filter(pk=symbol.pk).update(
         status=Symbol.Status.PAUSED, pause_reason=reason[:200], paused_until=until, updated_at=timezone.now()
     )
     symbol.refresh_from_db()
     log.warning("symbol %s paused: %s", symbol.symbol, reason)
+    if was != Symbol.Status.PAUSED:
+        when = f" until {until:%Y-%m-%d %H:%M} UTC" if until is not None else ""
+        notify_on_commit("symbol_paused", f"{symbol} paused{when}: {reason}", subject=str(symbol))
     return symbol
 
 
 @transaction.atomic
-def symbol_resume(symbol: Symbol) -> Symbol:
+def symbol_resume(symbol: Symbol, *, by: str = "") -> Symbol:
+    """Resume trading; `by` says who or what (for the log and the operator's message)."""
+    was = Symbol.objects.filter(pk=symbol.pk).values_list("status", flat=True).first()
     Symbol.objects.filter(pk=symbol.pk).update(
         status=Symbol.Status.RUNNING, pause_reason="", paused_until=None, updated_at=timezone.now()
     )
     symbol.refresh_from_db()
-    log.info("symbol %s resumed", symbol.symbol)
+    log.info("symbol %s resumed%s", symbol.symbol, f" ({by})" if by else "")
+    if was != Symbol.Status.RUNNING:
+        notify_on_commit("symbol_resumed", f"{symbol} resumed" + (f" ({by})" if by else ""), subject=str(symbol))
     return symbol
 
 
+
+
+@transaction.atomic
+def symbol_stop(symbol: Symbol, *, by: str) -> Symbol:
+    """Stop trading the symbol for good (until resumed): no tick places or cancels anything."""
+    was = Symbol.objects.filter(pk=symbol.pk).values_list("status", flat=True).first()
+    Symbol.objects.filter(pk=symbol.pk).update(status=Symbol.Status.STOPPED, pause_reason=f"stopped {by}"[:200],
+                                               paused_until=None, updated_at=timezone.now())
+    symbol.refresh_from_db()
+    log.warning("symbol %s stopped (%s)", symbol.symbol, by)
+    if was != Symbol.Status.STOPPED:
+        notify_on_commit("symbol_stopped", f"{symbol} stopped ({by}); its open orders stay at the exchange",
+                         subject=str(symbol))
+    return symbol
 
 
 # --- fills and slots -----------------------------------------------------------------------------
@@ -252,10 +276,14 @@ def fill_record(
     slot, _ = GridSlot.objects.select_for_update().get_or_create(symbol=symbol, level=order.level)
     book = pnl.apply_fill(pnl.SlotBook(slot.holding, slot.cost, slot.realized_pnl), side=side, price=price,
                           amount=amount, fee=fee, fee_currency=fee_currency, base=base, quote=quote)
+    gained = book.realized - slot.realized_pnl
     slot.holding, slot.cost, slot.realized_pnl = book.holding, book.cost, book.realized
     if side != "buy" and completed:
         slot.round_trips += 1
     slot.save()
+    # Every fill moves realised PnL (a buy by its fee); a completed sell completes a round trip.
+    subject, trips = str(symbol), int(side != "buy" and completed)
+    transaction.on_commit(lambda: notifications.round_trips(subject, count=trips, profit=gained, quote=quote))
     return FillResult(fill, order, completed)
 
 

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import notifications
 from trading.exchange import errors
 from trading.exchange.accounts import account_ccxt_id
 from trading.exchange.dialects import BINANCE_SPOT, Dialect, Limits, dialect_for
@@ -216,6 +217,10 @@ class RequestBudget:
         gate = Gate(until=now + seconds, reason=reason, banned=status == 418)
         self.state.close(gate, now)
         metrics.EXCHANGE_GATE_CLOSED.labels(self.name, str(status)).inc()
+        notifications.notify("ip_banned" if gate.banned else "rate_limited",
+                             f"account {self.name}: {reason}; every request of the account waits until "
+                             f"{time.strftime('%H:%M:%S', time.gmtime(time.time() + seconds))} UTC",
+                             subject=f"account {self.name}", shared=True)
         if gate.banned and gate.until > self._announced + 1:
             self._announced = gate.until
             log.critical("%s: THE EXCHANGE HAS BANNED THIS IP (HTTP 418) until %s: every request of the account "

@@ -11,9 +11,11 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+import notifications
 from reconciliation.loop import describe
 from reconciliation.models import ReconcileRun
 from reconciliation.services import ReconcileFailed, reconcile_symbols
+from trading import liveness
 from trading.models import Symbol
 
 
@@ -30,6 +32,14 @@ class Command(BaseCommand):
         parser.add_argument("--lock-timeout", type=float, default=30.0, help="seconds to wait for the reconcile lock")
 
     def handle(self, *args, **opts):
+        try:
+            self._reconcile(opts)
+        finally:
+            notifications.close(timeout=30)  # what this run has to tell goes out before it exits
+
+    def _reconcile(self, opts):
+        if notifications.enabled():
+            liveness.report_silent(f"cron:{settings.QM_INSTANCE_ID}")  # a single-instance bot cannot report itself
         chosen = Symbol.objects.select_related("account")
         if opts["account"]:
             chosen = chosen.filter(account__name=opts["account"])

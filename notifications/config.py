@@ -82,6 +82,16 @@ def secrets_of(url: str) -> tuple[str, ...]:
     return tuple(sorted(p for p in pieces if len(p) >= _MIN_SECRET and not p.isdigit()))
 
 
+def quiet_apprise() -> None:
+    """apprise logs the URLs it loads and the requests it makes at DEBUG: its records stay with
+    apprise's own logger (the sender collects its warnings and logs them redacted)."""
+    import logging
+
+    logger = logging.getLogger("apprise")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+
+
 def parse_channels(value: str, *, name: str = "QM_NOTIFY_URLS") -> tuple[Channel, ...]:
     """Channels from apprise URLs separated by spaces or newlines (lines starting with `#` are
     comments)."""
@@ -90,6 +100,8 @@ def parse_channels(value: str, *, name: str = "QM_NOTIFY_URLS") -> tuple[Channel
     if not entries:
         return ()
     import apprise  # loads its plugins (about 0.3 s): only when there are URLs
+
+    quiet_apprise()  # it logs each URL it loads at DEBUG
 
     channels: list[Channel] = []
     counts: dict[str, int] = {}

@@ -26,7 +26,7 @@ from django.db import IntegrityError, close_old_connections, connection
 from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Gauge
 
-from notifications.config import Channel, NotifyConfig
+from notifications.config import Channel, NotifyConfig, quiet_apprise
 from notifications.events import KINDS, Kind, Level
 
 log = logging.getLogger("quantmesh.notify")
@@ -121,9 +121,8 @@ def _guard_logs(config: NotifyConfig) -> None:
     log stays here (this module logs and stores only redacted text), and both have the
     channels' secrets masked should anything print them."""
     _secrets.update(s for c in config.channels for s in c.secrets)
+    quiet_apprise()
     logger = logging.getLogger("apprise")
-    logger.propagate = False
-    logger.setLevel(logging.WARNING)
     if _capture not in logger.handlers:
         logger.addHandler(_capture)
     for name in ("apprise", "urllib3.connectionpool"):

@@ -43,7 +43,6 @@ log = logging.getLogger("quantmesh.runbot")
 # hold but found taken, and how long after a peer's heartbeat goes stale it looks again.
 LEASE_RETRY_SECONDS = 0.2
 STALE_MARGIN_SECONDS = 0.05
-WATCH_SECONDS = 5.0  # how often the control loop looks for what to tell the operator
 
 
 @dataclass
@@ -59,6 +58,7 @@ class BotOptions:
     error_backoff: float = 5.0
     reconcile: bool = True  # each symbol's own reconcile pass every reconcile_interval
     streams: bool = True  # prices and fills from the exchange's WebSocket streams where it has them
+    watch_interval: float = 5.0  # how often the control loop looks for what to tell the operator
     # Called after every tick of a symbol (a replay moves its simulator on); False stops the bot.
     after_tick: Callable[[], bool] | None = None
 
@@ -96,6 +96,7 @@ class Bot:
         self._sessions: list = []  # sessions whose streams this bot started
         self._symbols_per_account = Counter(s.account_id for s in symbols)  # for the polling budget, per tick
         self.stop_reason = ""
+        self._streams_down: dict[str, float] = {}  # account -> when its streams were first seen down
         self._streams_alerted: set[str] = set()  # accounts whose streams have been reported down
         self._next_watch = 0.0
 
@@ -391,7 +392,7 @@ class Bot:
                         wait = min(wait, self._lease_cycle())
                     if time.monotonic() >= self._next_watch:
                         self._watch()
-                        self._next_watch = time.monotonic() + WATCH_SECONDS
+                        self._next_watch = time.monotonic() + self.options.watch_interval
                     if time.monotonic() >= next_prune:
                         recorder.prune()
                         next_prune = time.monotonic() + 3600
@@ -419,12 +420,16 @@ class Bot:
             if streams is None:
                 continue
             name = session.account.name
-            down = streams.down_since
-            if down is not None and now - down >= threshold and name not in self._streams_alerted:
-                self._streams_alerted.add(name)
-                notifications.notify("stream_down", f"account {name}: {streams.status() or 'streams down'} on "
-                                     f"{self.options.instance_id} for {now - down:.0f}s", subject=f"account {name}")
-            elif down is None and name in self._streams_alerted:
+            state = streams.status()  # empty while every symbol's feed is healthy
+            if state:
+                down = self._streams_down.setdefault(name, now)
+                if now - down >= threshold and name not in self._streams_alerted:
+                    self._streams_alerted.add(name)
+                    notifications.notify("stream_down", f"account {name}: {state} on {self.options.instance_id} "
+                                         f"for {now - down:.0f}s or more", subject=f"account {name}")
+                continue
+            self._streams_down.pop(name, None)
+            if name in self._streams_alerted:
                 self._streams_alerted.discard(name)
                 notifications.notify("stream_back", f"account {name}: streams deliver again on {self.options.instance_id} "
                                      f"({streams.reconnects} reconnects so far)", subject=f"account {name}")

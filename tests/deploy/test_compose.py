@@ -33,7 +33,7 @@ IMAGE_VARS = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
 # Read by the dynamic loader and the C library, not by settings.py.
 RUNTIME_VARS = {"LD_PRELOAD"}
 # Commands (management commands and the celery subcommands) whose options are documented.
-DOCUMENTED_COMMANDS = ("runbot", "reconcile", "simexchange", "loadconfig", "backtest")
+DOCUMENTED_COMMANDS = ("runbot", "reconcile", "simexchange", "loadconfig", "backtest", "notify")
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("quantmesh", "trading", "locking", "reconciliation", "backtesting")
+PACKAGES = ("quantmesh", "trading", "locking", "reconciliation", "backtesting", "notifications")
 LINT_IMPORTS = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"]
 
 

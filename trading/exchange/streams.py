@@ -96,7 +96,6 @@ class AccountStreams:
         self.balances: dict[str, Decimal] = {}  # currency -> free, from `outboundAccountPosition`
         self._balance_seen: dict[str, object] = {}  # ccxt.pro's last answer, to tell new from cached
         self._up = {"market": False, "user": False}
-        self.down_since: float | None = time.monotonic()  # monotonic; None while healthy
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -192,10 +191,6 @@ class AccountStreams:
         self._up[name] = up
         if not up:
             self.balances = {}  # what changed while the stream was down is unknown
-        if self.healthy():
-            self.down_since = None
-        elif was:
-            self.down_since = time.monotonic()
         if up and not was and self.healthy():
             self.generation += 1  # (re)connected: the engines resync by REST
             if self.generation > 1:

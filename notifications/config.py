@@ -56,10 +56,14 @@ class NotifyConfig:
         return level >= self.levels.get(family, Level.INFO) and any(c.hears(family) for c in self.channels)
 
     def redact(self, text: str) -> str:
-        secrets = sorted({s for c in self.channels for s in c.secrets}, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "****")
-        return text
+        return mask(text, {s for c in self.channels for s in c.secrets})
+
+
+def mask(text: str, secrets: set[str]) -> str:
+    """`text` with each of `secrets` replaced by `****`, the longest first."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "****")
+    return text
 
 
 def secrets_of(url: str) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from django.db import IntegrityError, close_old_connections, connection
 from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Gauge
 
-from notifications.config import Channel, NotifyConfig, quiet_apprise
+from notifications.config import Channel, NotifyConfig, mask, quiet_apprise
 from notifications.events import KINDS, Kind, Level
 
 log = logging.getLogger("quantmesh.notify")
@@ -99,7 +99,7 @@ class _Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        masked = _redact(text)
+        masked = mask(text, _secrets)
         if masked != text:
             record.msg, record.args = masked, ()
         return True
@@ -108,12 +108,6 @@ class _Redact(logging.Filter):
 _capture = _Capture()
 _redactor = _Redact()
 _secrets: set[str] = set()  # of every hub made in this process
-
-
-def _redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "****")
-    return text
 
 
 def _guard_logs(config: NotifyConfig) -> None:

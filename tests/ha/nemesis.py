@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.utils import timezone
+
 from locking.nop import NopLock
 from reconciliation.models import ReconcileRun
 from reconciliation.services import reconcile_symbols
@@ -51,6 +53,7 @@ class Report:
     balance_mismatches: list = field(default_factory=list)
     stale_writes: list = field(default_factory=list)
     longest_takeover: float = 0.0
+    contested: int = 0  # freezes during which another instance placed an order on the frozen intent's slot
 
     @property
     def clean(self) -> bool:
@@ -61,7 +64,8 @@ class Report:
         faults = ",".join(f"{k}={v}" for k, v in sorted(self.faults.items()))
         return (f"{self.seed:>5} {self.duration:>6.0f}s {sum(self.faults.values()):>6} {self.orders:>6} {self.fills:>5} "
                 f"{len(self.duplicates):>4} {len(self.lost_fills):>4} {len(self.mismatches) + len(self.balance_mismatches):>4} "
-                f"{len(self.stale_writes):>4} {self.longest_takeover:>6.2f}s  {faults}")
+                f"{len(self.stale_writes):>4} {self.longest_takeover:>6.2f}s  {faults}"
+                + (f",contested={self.contested}" if self.faults.get("pause_at_before_send") else ""))
 
 
 HEADER = "  seed duration faults orders fills dups lost diff stale takeover  faults by kind"
@@ -120,6 +124,7 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
     down: set[str] = set()
     paused: set[str] = set()
     frozen_intents: set[str] = set()  # client ids an instance froze right before sending
+    freezes: list[list] = []  # [instance, frozen at, resumed at or None, its pending intents' pks]
     takeovers: list[tuple[float, list[str], str]] = []
     mix = mix or {"kill": 3, "pause": 3, "redis_restart": 1, "flushall": 1, "reply_loss": 2}
     kinds = [k for k, w in mix.items() for _ in range(w)]
@@ -144,6 +149,9 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                 elif action == "resume":
                     os.killpg(cluster.procs[target].pid, signal.SIGCONT)
                     paused.discard(target)
+                    for freeze in freezes:
+                        if freeze[0] == target and freeze[2] is None:
+                            freeze[2] = timezone.now()
                 elif action == "redis_up":
                     redis_server.start()
                     down.discard("redis")
@@ -154,8 +162,9 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
                         continue
                     if process_state(proc.pid) == "T":  # froze itself at the fault point
                         paused.add(name)
-                        frozen_intents.update(Order.objects.filter(instance_id=name, status="pending")
-                                              .values_list("client_order_id", flat=True))
+                        pending_intents = Order.objects.filter(instance_id=name, status="pending")
+                        frozen_intents.update(pending_intents.values_list("client_order_id", flat=True))
+                        freezes.append([name, timezone.now(), None, list(pending_intents.values_list("pk", flat=True))])
                         # Frozen past its lease and past its order lock (5 s), so another instance
                         # has taken the slot over by the time it resumes.
                         pending.append((now + 6.5, "resume", name))
@@ -222,9 +231,23 @@ def run(seed: int, duration: float, tmp_path, *, unsafe: bool = False, mix: dict
         redis_server.kill()
     final_reconcile(f"paper-{seed}")
     check(report, sim)
+    report.contested = sum(1 for freeze in freezes if contested(*freeze))
     sim.stop()
     SUMMARY.append(report.row() + ("  [protections off]" if unsafe else ""))
     return report
+
+
+def contested(instance: str, frozen_at, resumed_at, intents: list[int]) -> bool:
+    """Whether, while `instance` was frozen before sending, another instance placed an order on
+    the slot of one of its pending intents: the interleaving the fence and the ledger guard exist for."""
+    for intent in Order.objects.filter(pk__in=intents):
+        others = Order.objects.filter(symbol_id=intent.symbol_id, level=intent.level, side=intent.side,
+                                      created_at__gte=frozen_at).exclude(instance_id=instance)
+        if resumed_at is not None:
+            others = others.filter(created_at__lte=resumed_at)
+        if others.exists():
+            return True
+    return False
 
 
 def final_reconcile(account: str) -> None:

@@ -7,12 +7,14 @@ which prints a summary table (runs, faults injected, duplicates, lost fills, lon
 import os
 
 import pytest
+from django.core.management import call_command
 
 from tests.ha import nemesis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.ha]
 
 CI_SEEDS = [11, 23]
+FREEZE_SEEDS = (5, 6, 7, 8, 9)
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
@@ -46,10 +48,20 @@ def test_freeze_at_the_send_point(unsafe, tmp_path):
     freeze). Protected: clean. With fencing and the ledger guard switched off: duplicates, which
     shows the checkers can fail."""
     # Prices stand still, so the slot another instance re-placed is still open when the frozen one resumes.
-    report = nemesis.run(5, duration=12, tmp_path=tmp_path, unsafe=unsafe, mix={"kill": 1}, pause_at="before_send",
-                         move_prices=False)
-    print("\n" + nemesis.HEADER + "\n" + report.row())
-    assert report.faults["pause_at_before_send"] >= 2
+    # An instance freezes at its first send after a (re)start, and whether another one takes its
+    # slot over meanwhile depends on where the kills fall: a seed whose run had no such contested
+    # freeze is replaced by the next one, on a fresh ledger, and the checks below apply to the
+    # first run that had one (the same seeds with and without the protections).
+    for seed in FREEZE_SEEDS:
+        work = tmp_path / f"seed{seed}"
+        work.mkdir()
+        report = nemesis.run(seed, duration=12, tmp_path=work, unsafe=unsafe, mix={"kill": 1},
+                             pause_at="before_send", move_prices=False)
+        print("\n" + nemesis.HEADER + "\n" + report.row())
+        if report.contested:
+            break
+        call_command("flush", interactive=False, verbosity=0)
+    assert report.contested, f"no seed of {FREEZE_SEEDS} had a freeze whose slot another instance took"
     if unsafe:
         # Without the protections a stale instance's order goes out next to its successor's: the
         # checkers must flag the run (duplicate orders in most runs; always some stale write,
@@ -65,8 +77,6 @@ def test_soak(tmp_path_factory):
     reports = []
     for seed in range(1000, 1000 + runs):
         reports.append(nemesis.run(seed, duration=seconds, tmp_path=tmp_path_factory.mktemp(f"soak{seed}")))
-        from django.core.management import call_command
-
         call_command("flush", interactive=False, verbosity=0)
     print("\n" + nemesis.HEADER)
     for report in reports:

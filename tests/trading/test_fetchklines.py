@@ -99,3 +99,30 @@ def test_a_file_that_is_not_a_klines_file_is_left_alone(replayed, tmp_path):
         fetch(sim, path, "--since", iso(recorded[0][0]))
     assert path.read_text() == "name,value\na,1\n"
     assert history.timeframe_ms("15m") == 900_000
+
+
+def test_a_foreign_file_with_no_final_newline_is_refused_untouched(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"name,value\na,1")
+    with pytest.raises(history.HistoryError, match="is not a klines file"):
+        history.resume_point(path, 0, 60_000)
+    assert path.read_bytes() == b"name,value\na,1"
+
+
+@pytest.mark.parametrize("cut", ["", "1767079620000,871", "1767079620000," + "9" * 9000])
+def test_the_resume_point_is_read_from_the_ends_of_the_file(tmp_path, cut):
+    """Rows past the first block read back from the end, an incomplete last line (even one longer
+    than that block) dropped, the file cut to its complete rows."""
+    path = tmp_path / "btc.csv"
+    body = "".join(f"{1767000000000 + i * 60_000},1.0,1.0,1.0,1.0,1.0\n" for i in range(400))
+    path.write_text(history.HEADER + "\n" + body + cut)
+    assert history.resume_point(path, 1767000000000, 60_000) == 1767000000000 + 399 * 60_000
+    assert path.read_text() == history.HEADER + "\n" + body
+
+
+@pytest.mark.parametrize("content", [history.HEADER + "\n", history.HEADER + "\n1767000000000,1.0", history.HEADER])
+def test_a_file_with_no_complete_row_resumes_from_the_start(tmp_path, content):
+    path = tmp_path / "btc.csv"
+    path.write_text(content)
+    assert history.resume_point(path, 1767000000000, 60_000) is None
+    assert path.read_text() in (history.HEADER + "\n", "")

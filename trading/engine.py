@@ -251,7 +251,8 @@ class SymbolEngine:
     # --- the loop step -------------------------------------------------------------------------
     def tick(self) -> TickResult:
         result = TickResult()
-        self.symbol.refresh_from_db()
+        # The account comes in the same query: the order path reads its client id prefix.
+        self.symbol.refresh_from_db(from_queryset=Symbol.objects.select_related("account"))
         if self.symbol.status == Symbol.Status.STOPPED:
             result.paused = True
             return result

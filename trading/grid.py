@@ -128,6 +128,12 @@ def round_amount_down(amount: Decimal, step: Decimal) -> Decimal:
     return _to_multiple(Fraction(amount), step, nearest=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _amount_down(amount: Decimal, step: Decimal) -> Decimal:
+    """`round_amount_down` for the holdings a plan looks at again on every call."""
+    return round_amount_down(amount, step)
+
+
 def anchor_for(price: Decimal, tick: Decimal) -> Decimal:
     """The lattice anchor for a symbol's first observed price: the price snapped to the tick.
 
@@ -329,9 +335,13 @@ def sell_price(lattice: Lattice, level: int, price: Decimal) -> Decimal:
     it rests on the book as a maker order instead of being rejected as post-only. The sell never
     goes below ``level + 1``.
     """
+    return lattice.price(max(level + 1, lowest_resting_sell(lattice, price)))
+
+
+def lowest_resting_sell(lattice: Lattice, price: Decimal) -> int:
+    """The lowest level a sell may rest at: its price strictly above ``price + interval / 10``."""
     _require_positive("price", price)
-    lowest_resting = lattice.lowest_level_above(_EXACT.add(price, safety_buffer(lattice.interval)))
-    return lattice.price(max(level + 1, lowest_resting))
+    return lattice.lowest_level_above(_EXACT.add(price, safety_buffer(lattice.interval)))
 
 
 def buy_amount(order_quantity: Decimal, price: Decimal, step: Decimal) -> Decimal:
@@ -426,6 +436,7 @@ def desired_orders(
 
     # Sells: every slot with inventory and no live buy is a candidate.
     candidates: list[_SellCandidate] = []
+    lowest_resting = lowest_resting_sell(lattice, price)  # sell_price's floor, the same for every slot
     for level in sorted(holdings):
         if level in live_buy_levels:
             continue  # a buy still filling: sell once it is done
@@ -435,8 +446,8 @@ def desired_orders(
         holding = holdings[level]
         if holding == 0:
             continue
-        target = sell_price(lattice, level, price)
-        amount = round_amount_down(holding, rules.step)
+        target = lattice.price(max(level + 1, lowest_resting))
+        amount = _amount_down(holding, rules.step)
         reason = skip_reason(target, amount, params.min_order_value, rules)
         if reason is None:
             candidates.append(_SellCandidate(level, target, amount, live=False))

@@ -110,7 +110,8 @@ def order_create_intent(
         fence_token=writer.fence_token,
         sent_at=signed_at,
     )
-    order.full_clean(validate_unique=False, validate_constraints=False)
+    # The symbol is a saved row the caller holds: checking that it exists would cost a query.
+    order.full_clean(exclude=["symbol"], validate_unique=False, validate_constraints=False)
     order.save(force_insert=True)
     OrderEvent.objects.create(
         order=order, to_status=order.status, note="intent written", instance_id=writer.instance_id,
@@ -137,6 +138,13 @@ def order_transition(order: Order, to_status: str, *, writer: Writer, note: str 
         raise IllegalTransition(f"{to_status!r} is not an order status")
     fence_check(symbol_id=order.symbol_id, writer=writer)
     current = Order.objects.select_for_update().get(pk=order.pk)
+    _transition_locked(current, to_status, writer=writer, note=note, changes=changes)
+    order.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
+    return order
+
+
+def _transition_locked(current: Order, to_status: str, *, writer: Writer, note: str, changes: dict) -> None:
+    """`order_transition` on a row this transaction has fence-checked and read for update."""
     check_transition(current, to_status)
     unknown = set(changes) - _CHANGEABLE
     if unknown:
@@ -146,17 +154,17 @@ def order_transition(order: Order, to_status: str, *, writer: Writer, note: str 
         setattr(current, name, value)
     current.status = to_status
     now = timezone.now()
+    written = {"status", "updated_at", *changes}
     if to_status in FINAL_STATUSES:
         current.active_slot = None
         current.closed_at = now
-    current.save()
+        written |= {"active_slot", "closed_at"}
+    current.save(update_fields=written)
     OrderEvent.objects.create(
         order=current, from_status=from_status, to_status=to_status, note=note[:300],
         instance_id=writer.instance_id, fence_token=writer.fence_token, created_at=now,
     )
     log.info("order %s %s -> %s %s", current.client_order_id, from_status, to_status, note)
-    order.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
-    return order
 
 
 _CHANGEABLE = {
@@ -217,7 +225,6 @@ class FillResult:
     order_completed: bool  # this fill completed the order
 
 
-@transaction.atomic
 def fill_record(
     *,
     symbol: Symbol,
@@ -237,22 +244,33 @@ def fill_record(
     realised PnL. Idempotent: a trade id seen before changes nothing and returns None.
     `realized_pnl` is a futures exchange's own figure for the trade, kept on the Fill for audit;
     the slot's PnL is computed here the same way for spot and futures."""
+    try:
+        return _fill_record(symbol=symbol, writer=writer, trade_id=trade_id, exchange_order_id=exchange_order_id,
+                            side=side, price=price, amount=amount, fee=fee, fee_currency=fee_currency,
+                            is_maker=is_maker, traded_at=traded_at, realized_pnl=realized_pnl)
+    except IntegrityError:
+        # The transaction is rolled back whole. A trade seen before is not an error (another
+        # process applied it first, or it was already in the ledger); anything else is.
+        if Fill.objects.filter(account_id=symbol.account_id, exchange_trade_id=trade_id).exists():
+            return None
+        raise
+
+
+@transaction.atomic
+def _fill_record(*, symbol: Symbol, writer: Writer, trade_id: str, exchange_order_id: str, side: str, price: Decimal,
+                 amount: Decimal, fee: Decimal, fee_currency: str, is_maker: bool | None, traded_at,
+                 realized_pnl: Decimal | None) -> FillResult:
     fence_check(symbol_id=symbol.pk, writer=writer)
-    if Fill.objects.filter(account_id=symbol.account_id, exchange_trade_id=trade_id).exists():
-        return None
     order = (
         Order.objects.select_for_update().filter(symbol=symbol, exchange_order_id=exchange_order_id).first()
         if exchange_order_id else None
     )
-    try:
-        with transaction.atomic():  # a savepoint: losing a race to another writer is not an error
-            fill = Fill.objects.create(
-                account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
-                exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
-                fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at, realized_pnl=realized_pnl,
-            )
-    except IntegrityError:
-        return None  # another process applied this trade first
+    # A trade id the ledger holds already fails here (unique per account), before anything moves.
+    fill = Fill.objects.create(
+        account_id=symbol.account_id, symbol=symbol, order=order, exchange_trade_id=trade_id,
+        exchange_order_id=exchange_order_id or "", side=side, price=price, amount=amount, fee=fee,
+        fee_currency=fee_currency, is_maker=is_maker, traded_at=traded_at, realized_pnl=realized_pnl,
+    )
     if order is None:
         log.warning("%s: trade %s of order %s has no ledger row (left to reconciliation)", symbol.symbol, trade_id, exchange_order_id)
         return FillResult(fill, None, False)
@@ -271,7 +289,8 @@ def fill_record(
         # A late trade of an order already closed: record the amounts without a transition.
         Order.objects.filter(pk=order.pk).update(**changes)
     else:
-        order_transition(order, to_status, writer=writer, note=f"trade {trade_id}: {amount} @ {price}", **changes)
+        # The order row is this transaction's, fence-checked and read for update above.
+        _transition_locked(order, to_status, writer=writer, note=f"trade {trade_id}: {amount} @ {price}", changes=changes)
 
     slot, _ = GridSlot.objects.select_for_update().get_or_create(symbol=symbol, level=order.level)
     book = pnl.apply_fill(pnl.SlotBook(slot.holding, slot.cost, slot.realized_pnl), side=side, price=price,
@@ -280,7 +299,7 @@ def fill_record(
     slot.holding, slot.cost, slot.realized_pnl = book.holding, book.cost, book.realized
     if side != "buy" and completed:
         slot.round_trips += 1
-    slot.save()
+    slot.save(update_fields=["holding", "cost", "realized_pnl", "round_trips", "updated_at"])
     # Every fill moves realised PnL (a buy by its fee); a completed sell completes a round trip.
     subject, trips = str(symbol), int(side != "buy" and completed)
     transaction.on_commit(lambda: notifications.round_trips(subject, count=trips, profit=gained, quote=quote))

@@ -58,19 +58,26 @@ class LedgerSync:
     # --- trades ----------------------------------------------------------------------------------
     def apply_trades(self, trades: list[Trade]) -> list[Change]:
         """Record every trade not yet in the ledger, in exchange order."""
-        changes = []
+        changes: list[Change] = []
+        if not trades:
+            return changes
         seen = set(
             self.symbol.fills.filter(exchange_trade_id__in=[t.trade_id for t in trades]).values_list(
                 "exchange_trade_id", flat=True
             )
         )
-        for trade in sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id)):
-            if trade.trade_id in seen:
-                continue
-            order = self.order_for_trade(trade)
-            if self.dry_run:
-                changes.append(Change("missed_fill", order, trade, "none"))
-                continue
+        new = [t for t in trades if t.trade_id not in seen]
+        # Orders the ledger knows by exchange id need no lookup here (fill_record reads them).
+        known = set(
+            Order.objects.filter(symbol=self.symbol, exchange_order_id__in={t.exchange_order_id for t in new})
+            .values_list("exchange_order_id", flat=True)
+        ) if new and not self.dry_run else set()
+        for trade in sorted(new, key=lambda t: (t.timestamp_ms, t.trade_id)):
+            if trade.exchange_order_id not in known:
+                order = self.order_for_trade(trade)
+                if self.dry_run:
+                    changes.append(Change("missed_fill", order, trade, "none"))
+                    continue
             outcome = services.fill_record(
                 symbol=self.symbol, writer=self.writer, trade_id=trade.trade_id,
                 exchange_order_id=trade.exchange_order_id, side=trade.side, price=trade.price, amount=trade.amount,

@@ -121,3 +121,29 @@ def test_a_range_starts_at_its_first_candle_and_reads_only_the_times_before(tmp_
     assert [c.open_time for c in got] == [T0 + 2 * MINUTE, T0 + 3 * MINUTE]
     with pytest.raises(ValueError, match="k.csv:3: not a valid kline row"):
         list(klines.candles(path, D("0.01")))
+
+
+def test_a_quiet_candle_walked_at_once_leaves_what_its_four_points_leave():
+    rows = (candle(0, "100", "100", "100", "100"), candle(1, "100", "101", "99", "100.5"),
+            candle(2, "100.5", "103", "100", "102"))
+    walked, skipped = engine(*rows), engine(*rows)
+    for sim in (walked, skipped):
+        sim.place_order("BTC/USDT", BUY, LIMIT_MAKER, D("1"), D("98"))
+        sim.place_order("BTC/USDT", SELL, LIMIT_MAKER, D("1"), D("102.5"))
+    times: list[int] = []
+    for _ in range(4):
+        walked.step_point("BTC/USDT", on_time=times.append)
+    seen: list[int] = []
+    assert skipped.skip_quiet_candle("BTC/USDT", D("98.5"), D("101.5"), on_time=seen.append) == rows[1]
+    assert seen == [times[-1]]
+    assert skipped.candles("BTC/USDT") == walked.candles("BTC/USDT")
+    assert skipped.price("BTC/USDT") == walked.price("BTC/USDT") == D("100.5")
+    assert skipped.update_id() == walked.update_id()
+    # The next candle reaches the sell at 102.5: it is not skipped, and walking it fills the sell.
+    assert skipped.skip_quiet_candle("BTC/USDT", D("0.01"), D("1000"), on_time=seen.append) is None
+    # Nor is a candle skipped that leaves the band, nor one part way through.
+    assert skipped.skip_quiet_candle("BTC/USDT", D("100.4"), D("1000")) is None
+    skipped.step_point("BTC/USDT")
+    assert skipped.skip_quiet_candle("BTC/USDT", D("0.01"), D("1000")) is None
+    fills = [t for _ in range(3) for t in skipped.step_point("BTC/USDT")[1]]
+    assert [t.price for t in fills] == [D("102.5")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 
 DecimalLike = Decimal | int | str
@@ -93,11 +94,11 @@ class MarketSpec:
         if self.price is not None and self.price <= 0:
             raise ValueError(f"{self.symbol} price must be positive")
 
-    @property
+    @cached_property
     def base(self) -> str:
         return split_symbol(self.symbol)[0]
 
-    @property
+    @cached_property
     def quote(self) -> str:
         return split_symbol(self.symbol)[1]
 

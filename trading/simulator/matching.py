@@ -269,6 +269,33 @@ class Engine:
             return segment, self._match_resting(market, low=segment.low, high=segment.high,
                                                 falling=segment.end < segment.start)
 
+    def skip_quiet_candle(self, symbol: str, above: Decimal, below: Decimal,
+                          on_time: Callable[[int], None] | None = None) -> Candle | None:
+        """Walk the whole next candle at once when it is quiet: every price of its path (and the
+        current price) strictly between `above` and `below`, and no resting order within its
+        reach. The path, clock and book end as four `step_point` calls would leave them, none of
+        which would fill anything. None (and nothing walked) when the candle is not quiet, the
+        path has ended, or a candle is part way through."""
+        with self._lock:
+            market = self._market(symbol)
+            path = market.path
+            if path.mid_candle:
+                return None
+            candle = path.peek()
+            if candle is None:
+                return None
+            low, high = min(candle.low, path.price), max(candle.high, path.price)
+            if not above < low or not high < below:
+                return None
+            top_buy, bottom_sell = self._reach(market)
+            if (top_buy is not None and top_buy >= low) or (bottom_sell is not None and bottom_sell <= high):
+                return None
+            path.advance()
+            if on_time is not None:
+                on_time(candle.open_time + path.interval_ms - 1)  # the close's time in candle_path
+            self._state.update_id += 4  # one per point, as step_point counts
+            return candle
+
     # ---------------------------------------------------------------- account
 
     def balances(self) -> dict[str, Balance]:

@@ -73,6 +73,7 @@ class PricePath:
         self._candles: list[Candle] = [first]
         self._walking: Candle | None = None  # the candle `advance_point` is part way through
         self._points: list[tuple[Decimal, int]] = []  # its points still ahead
+        self._ahead: Candle | None = None  # the next candle, read by `peek` and not yet walked
 
     @property
     def price(self) -> Decimal:
@@ -95,11 +96,23 @@ class PricePath:
         """Append and return the next candle, or None when the path has ended."""
         if self._walking is not None:
             raise RuntimeError("advance() in the middle of a candle walked by advance_point()")
-        candle = self._next_candle()
+        candle = self._take()
         if candle is None:
             return None
         self._append(candle)
         return candle
+
+    def peek(self) -> Candle | None:
+        """The next candle, not yet walked (None when the path has ended); only between candles."""
+        if self._walking is not None:
+            raise RuntimeError("peek() in the middle of a candle walked by advance_point()")
+        if self._ahead is None:
+            self._ahead = self._next_candle()
+        return self._ahead
+
+    def _take(self) -> Candle | None:
+        candle, self._ahead = self._ahead, None
+        return candle if candle is not None else self._next_candle()
 
     def advance_point(self) -> Segment | None:
         """Walk to the next point of `candle_path` (the next candle's open after a close) and
@@ -107,7 +120,7 @@ class PricePath:
         the current candle holds what has been seen of it (its volume once it is complete)."""
         start = self.price
         if not self._points:
-            candle = self._next_candle()
+            candle = self._take()
             if candle is None:
                 return None
             (price, time_ms), *self._points = candle_path(candle, self.interval_ms)
@@ -232,23 +245,24 @@ def iter_klines_csv(path: str | Path, tick: Decimal, start_ms: int | None = None
 
 def _parse_row(row: list[str], columns: list[int], tick: Decimal, power_of_ten: bool, path: Path,
                line: int) -> Candle:
+    at, o_at, h_at, low_at, c_at, vol_at = columns
     try:
-        at, *prices, vol = (row[i] for i in columns)
-        open_time = int(at)
-        o, h, low, c = (_on_tick(Decimal(text), tick, power_of_ten) for text in prices)
-        volume = Decimal(vol)
+        open_time = int(row[at])
+        o, h, low, c, volume = (Decimal(row[o_at]), Decimal(row[h_at]), Decimal(row[low_at]), Decimal(row[c_at]),
+                                Decimal(row[vol_at]))
     except (TypeError, ValueError, InvalidOperation, IndexError):
         shown = dict(zip(CSV_COLUMNS, (row[i] if i < len(row) else None for i in columns)))
         raise ValueError(f"{path}:{line}: not a valid kline row: {shown}") from None
     if not (o.is_finite() and h.is_finite() and low.is_finite() and c.is_finite() and volume.is_finite()):
         raise ValueError(f"{path}:{line}: not a valid kline row: a price or the volume is not a finite number")
+    try:
+        if power_of_ten:  # a tick of 0.01, 1 or 10: one quantize each (half even)
+            o, h, low, c = (o.quantize(tick, rounding=ROUND_HALF_EVEN), h.quantize(tick, rounding=ROUND_HALF_EVEN),
+                            low.quantize(tick, rounding=ROUND_HALF_EVEN), c.quantize(tick, rounding=ROUND_HALF_EVEN))
+        else:
+            o, h, low, c = round_to(o, tick), round_to(h, tick), round_to(low, tick), round_to(c, tick)
+    except InvalidOperation:
+        raise ValueError(f"{path}:{line}: not a valid kline row: a price has more digits than a Decimal holds") from None
     if min(o, h, low, c) <= 0 or volume < 0 or not low <= min(o, c) <= max(o, c) <= h:
         raise ValueError(f"{path}:{line}: inconsistent kline (low <= open/close <= high, > 0)")
     return Candle(open_time, o, h, low, c, volume)
-
-
-def _on_tick(value: Decimal, tick: Decimal, power_of_ten: bool) -> Decimal:
-    """`value` rounded to the tick (half even); a tick of 0.01, 1 or 10 is one quantize."""
-    if power_of_ten and value.is_finite():
-        return value.quantize(tick, rounding=ROUND_HALF_EVEN)
-    return round_to(value, tick)

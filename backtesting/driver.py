@@ -232,41 +232,38 @@ def _run(spec: Spec, sim: Engine, gateway, symbol: Symbol, clock: SimClock, chec
     quiet: set[tuple[Decimal, Decimal]] = set()  # bands where the grid has nothing to do, since the last tick
     report_every = max(1, (checked.candles - 1) // 100)
     while True:
-        if calm and not every_point and points % 4 == 0:
-            # A candle wholly inside the band, out of reach of every resting order, changes
-            # nothing the engine looks at: walked at once, it leaves what its four points would.
-            candle = sim.skip_quiet_candle(spec.symbol, low, high, on_time=clock.set)
-            if candle is not None:
-                points += 4
-                candles += 1
-                curve.close(clock.ms, candle.close, _holdings(sim, market))
-                if progress is not None and candles % report_every == 0:
-                    progress(Progress(candles, checked.candles - 1, ticks, fills, candle.close))
-                continue
-        step = sim.step_point(spec.symbol, on_time=clock.set)
-        if step is None:
-            break
-        segment, trades = step
-        points += 1
-        price = segment.end
-        fills += len(trades)
-        must = every_point or bool(trades) or not calm
-        if not must and not low < price < high:
-            # Left the band: a band already found quiet since the last tick is quiet again (the
-            # state has not changed); else ask the grid.
-            low, high = grid.steady_band(engine.lattice, price)
-            if (low, high) not in quiet:
-                rechecks += 1
-                must = engine.would_act(price)
-                if not must:
-                    quiet.add((low, high))
-        if must:
-            clock.sync()
-            result = engine.tick()
-            ticks += 1
-            low, high = grid.steady_band(engine.lattice, result.price or price)
-            calm = settled(result, engine, clock)
-            quiet = {(low, high)} if calm else set()
+        # A candle wholly inside the band, out of reach of every resting order, changes nothing
+        # the engine looks at: walked at once, it leaves what its four points would.
+        quiet_candle = (sim.skip_quiet_candle(spec.symbol, low, high, on_time=clock.set)
+                        if calm and not every_point and points % 4 == 0 else None)
+        if quiet_candle is not None:
+            points += 4
+            price = quiet_candle.close
+        else:
+            step = sim.step_point(spec.symbol, on_time=clock.set)
+            if step is None:
+                break
+            segment, trades = step
+            points += 1
+            price = segment.end
+            fills += len(trades)
+            must = every_point or bool(trades) or not calm
+            if not must and not low < price < high:
+                # Left the band: a band already found quiet since the last tick is quiet again
+                # (the state has not changed); else ask the grid.
+                low, high = grid.steady_band(engine.lattice, price)
+                if (low, high) not in quiet:
+                    rechecks += 1
+                    must = engine.would_act(price)
+                    if not must:
+                        quiet.add((low, high))
+            if must:
+                clock.sync()
+                result = engine.tick()
+                ticks += 1
+                low, high = grid.steady_band(engine.lattice, result.price or price)
+                calm = settled(result, engine, clock)
+                quiet = {(low, high)} if calm else set()
         if points % 4 == 0:  # a candle's close
             candles += 1
             curve.close(clock.ms, price, _holdings(sim, market))

@@ -34,6 +34,7 @@ from .pricepath import (
     PricePath,
     ReplayPath,
     Segment,
+    candle_path,
     floor_to,
     load_klines_csv,
     round_to,
@@ -291,9 +292,10 @@ class Engine:
             if (top_buy is not None and top_buy >= low) or (bottom_sell is not None and bottom_sell <= high):
                 return None
             path.advance()
+            points = candle_path(candle, path.interval_ms)
             if on_time is not None:
-                on_time(candle.open_time + path.interval_ms - 1)  # the close's time in candle_path
-            self._state.update_id += 4  # one per point, as step_point counts
+                on_time(points[-1][1])  # the close's time
+            self._state.update_id += len(points)  # one per point, as step_point counts
             return candle
 
     # ---------------------------------------------------------------- account

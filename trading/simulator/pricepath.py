@@ -256,13 +256,15 @@ def _parse_row(row: list[str], columns: list[int], tick: Decimal, power_of_ten: 
     if not (o.is_finite() and h.is_finite() and low.is_finite() and c.is_finite() and volume.is_finite()):
         raise ValueError(f"{path}:{line}: not a valid kline row: a price or the volume is not a finite number")
     try:
-        if power_of_ten:  # a tick of 0.01, 1 or 10: one quantize each (half even)
-            o, h, low, c = (o.quantize(tick, rounding=ROUND_HALF_EVEN), h.quantize(tick, rounding=ROUND_HALF_EVEN),
-                            low.quantize(tick, rounding=ROUND_HALF_EVEN), c.quantize(tick, rounding=ROUND_HALF_EVEN))
-        else:
-            o, h, low, c = round_to(o, tick), round_to(h, tick), round_to(low, tick), round_to(c, tick)
+        o, h, low, c = (_on_tick(o, tick, power_of_ten), _on_tick(h, tick, power_of_ten),
+                        _on_tick(low, tick, power_of_ten), _on_tick(c, tick, power_of_ten))
     except InvalidOperation:
         raise ValueError(f"{path}:{line}: not a valid kline row: a price has more digits than a Decimal holds") from None
     if min(o, h, low, c) <= 0 or volume < 0 or not low <= min(o, c) <= max(o, c) <= h:
         raise ValueError(f"{path}:{line}: inconsistent kline (low <= open/close <= high, > 0)")
     return Candle(open_time, o, h, low, c, volume)
+
+
+def _on_tick(value: Decimal, tick: Decimal, power_of_ten: bool) -> Decimal:
+    """A finite `value` rounded to the tick (half even); a tick of 0.01, 1 or 10 is one quantize."""
+    return value.quantize(tick, rounding=ROUND_HALF_EVEN) if power_of_ten else round_to(value, tick)
